@@ -1,0 +1,45 @@
+"""Shared test configuration: offline, deterministic, CPU; slow tests behind --runslow."""
+
+import os
+
+# Must happen before any Hugging Face import (they read these at import time).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MSRVTT31 = SHARED_DATA / "msrvtt31"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    """Every test starts from the same torch state and deterministic kernels."""
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+
+
+@pytest.fixture
+def msrvtt31() -> Path:
+    """The 31 shared MSR-VTT clips; tests that use them skip (with a reason) when ../shared is absent."""
+    if not (MSRVTT31 / "captions.csv").exists():
+        pytest.skip(f"shared MSR-VTT clips not found at {MSRVTT31}")
+    return MSRVTT31
