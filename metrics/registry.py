@@ -1,0 +1,321 @@
+"""Metric specifications: a name that carries the protocol, a level, a direction, a code version.
+
+A metric name is ``base[param,param,...]``, e.g. ``clip_temporal_consecutive[openclip:ViT-L-14]`` or
+``fvd[i3d-videogpt,16f,224]``. Two numbers may share a name only if every protocol parameter that can
+change them is equal, so names are built by the helpers below from the parameters, never by hand.
+
+There is no global registry: callers build a :class:`MetricRegistry` (``standard_registry`` gives the
+suite's metrics for given protocol parameters) and pass it where it is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Level = Literal["video", "set"]
+LEVELS: tuple[str, ...] = ("video", "set")
+
+#: Columns of a score row, in order (docs/results.md, without the harness's study/trial/variant/seed).
+ROW_COLUMNS: tuple[str, ...] = (
+    "metric",
+    "metric_version",
+    "level",
+    "higher_is_better",
+    "value",
+    "n",
+    "reliable",
+    "prompt_id",
+    "sample_idx",
+    "gen_seed",
+    "extra",
+)
+
+CONSISTENCY_MODES: tuple[str, ...] = ("consecutive", "first", "all_pairs", "vbench")
+EMBEDDING_STARTS: tuple[str, ...] = ("true", "prior")
+
+# Code versions: bump one when the computation behind the metric changes.
+CLIP_VERSION = "1"
+MOTION_VERSION = "1"
+EMBEDDING_VERSION = "1"
+FRECHET_VERSION = "1"
+
+_BASE = re.compile(r"^[a-z][a-z0-9_]*$")
+_FORBIDDEN_IN_PARAM = set("[],\n")
+
+
+class MetricError(ValueError):
+    """A metric was defined or used inconsistently."""
+
+
+class UnknownMetric(MetricError):
+    """A metric name that the registry does not hold."""
+
+
+class NonFiniteScore(MetricError):
+    """A metric produced NaN or Inf; never stored."""
+
+
+def protocol_name(base: str, *params: object) -> str:
+    """``base[p1,p2,...]`` from a lowercase base and the protocol parameters (order matters)."""
+    if not _BASE.match(base):
+        raise MetricError(f"metric base name {base!r} must be lowercase letters, digits and '_'")
+    if not params:
+        return base
+    rendered = []
+    for p in params:
+        text = str(p)
+        if not text or _FORBIDDEN_IN_PARAM & set(text):
+            raise MetricError(
+                f"protocol parameter {text!r} of metric {base!r} is empty or holds one of '[],'"
+            )
+        rendered.append(text)
+    return f"{base}[{','.join(rendered)}]"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: ``row(value, n, ...)`` turns a measurement into a validated score row."""
+
+    name: str
+    level: Level
+    higher_is_better: bool
+    version: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise MetricError(f"metric {self.name!r}: level must be one of {LEVELS}, got {self.level!r}")
+        if not self.name or not self.version:
+            raise MetricError(f"metric {self.name!r}: name and version must be non-empty")
+
+    def row(
+        self,
+        value: float,
+        n: int,
+        *,
+        prompt_id: str | None = None,
+        sample_idx: int | None = None,
+        gen_seed: int | None = None,
+        reliable: bool = True,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A score row with the columns of ``ROW_COLUMNS``; raises on NaN/Inf or inconsistent ids."""
+        if isinstance(value, bool):
+            raise MetricError(f"metric {self.name!r}: value must be a number, got a bool")
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as err:
+            raise MetricError(f"metric {self.name!r}: value {value!r} is not a number") from err
+        if not math.isfinite(number):
+            raise NonFiniteScore(f"metric {self.name!r}: value is {number} (NaN/Inf scores are never stored)")
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise MetricError(f"metric {self.name!r}: n must be a positive integer, got {n!r}")
+        if self.level == "set" and (prompt_id is not None or sample_idx is not None):
+            raise MetricError(f"metric {self.name!r} is set-level: prompt_id and sample_idx must be None")
+        for label, ident in (("sample_idx", sample_idx), ("gen_seed", gen_seed)):
+            if ident is not None and (isinstance(ident, bool) or int(ident) != ident):
+                raise MetricError(f"metric {self.name!r}: {label} must be an integer, got {ident!r}")
+        try:
+            extra_json = json.dumps(dict(extra or {}), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise MetricError(f"metric {self.name!r}: extra must be JSON with finite numbers: {err}") from err
+        return {
+            "metric": self.name,
+            "metric_version": self.version,
+            "level": self.level,
+            "higher_is_better": bool(self.higher_is_better),
+            "value": number,
+            "n": int(n),
+            "reliable": bool(reliable),
+            "prompt_id": None if prompt_id is None else str(prompt_id),
+            "sample_idx": None if sample_idx is None else int(sample_idx),
+            "gen_seed": None if gen_seed is None else int(gen_seed),
+            "extra": extra_json,
+        }
+
+
+class MetricRegistry:
+    """Specs keyed by name; registering the same name twice must give the same definition."""
+
+    def __init__(self, specs: Iterable[MetricSpec] = ()) -> None:
+        self._specs: dict[str, MetricSpec] = {}
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: MetricSpec) -> MetricSpec:
+        known = self._specs.get(spec.name)
+        if known is not None and known != spec:
+            raise MetricError(
+                f"metric {spec.name!r} is already registered with another definition ({known} vs {spec})"
+            )
+        self._specs[spec.name] = spec
+        return spec
+
+    def get(self, name: str) -> MetricSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownMetric(
+                f"unknown metric {name!r}; registered: {', '.join(sorted(self._specs)) or 'none'}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[MetricSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+# --- spec builders: one per metric family, parameters in the name -------------------------------
+
+
+def clip_consistency_spec(mode: str, encoder: str) -> MetricSpec:
+    """Temporal CLIP consistency (raw cosine in [-1, 1]) of one video under ``mode``."""
+    if mode not in CONSISTENCY_MODES:
+        raise MetricError(f"consistency mode must be one of {CONSISTENCY_MODES}, got {mode!r}")
+    return MetricSpec(
+        protocol_name(f"clip_temporal_{mode}", encoder),
+        "video",
+        True,
+        CLIP_VERSION,
+        f"mean cosine between frame embeddings ({mode}); read next to a motion metric",
+    )
+
+
+def clip_alignment_spec(encoder: str) -> MetricSpec:
+    """Text alignment: mean over frames of 100 * cos(frame, caption)."""
+    return MetricSpec(
+        protocol_name("clip_text_alignment", encoder),
+        "video",
+        True,
+        CLIP_VERSION,
+        "mean over frames of 100*cos(frame embedding, caption embedding), not clamped",
+    )
+
+
+def embedding_motion_spec(encoder: str) -> MetricSpec:
+    """Mean chord length between consecutive normalised frame embeddings (0 = still)."""
+    return MetricSpec(
+        protocol_name("embedding_motion", encoder),
+        "video",
+        True,
+        MOTION_VERSION,
+        "mean L2 distance between consecutive unit frame embeddings in [0, 2]; a counterweight, not quality",
+    )
+
+
+def pixel_motion_spec() -> MetricSpec:
+    """Mean absolute difference of consecutive frames in 0-255 units (0 = still)."""
+    return MetricSpec(
+        protocol_name("pixel_motion", "mad255"),
+        "video",
+        True,
+        MOTION_VERSION,
+        "mean absolute difference of consecutive uint8 frames, 0-255 units; a counterweight, not quality",
+    )
+
+
+def _embedding_params(mode: str, start: str) -> tuple[str, str]:
+    if start not in EMBEDDING_STARTS:
+        raise MetricError(f"embedding start must be one of {EMBEDDING_STARTS}, got {start!r}")
+    return mode, f"start={start}"
+
+
+def embedding_specs(mode: str, start: str = "true") -> dict[str, MetricSpec]:
+    """Held-out embedding metrics for one rollout ``mode`` and start policy, keyed by kind.
+
+    Kinds: ``cosine_h`` / ``disp_cosine_h`` (one row per horizon, horizon in extra),
+    ``cosine`` / ``disp_cosine`` (per-video mean over horizons), ``error_growth`` (slope of 1-cos
+    per second of horizon, lower is better).
+    """
+    params = _embedding_params(mode, start)
+    return {
+        "cosine_h": MetricSpec(
+            protocol_name("embed_cosine_h", *params),
+            "video",
+            True,
+            EMBEDDING_VERSION,
+            "cos(predicted, true) frame embedding at one horizon",
+        ),
+        "disp_cosine_h": MetricSpec(
+            protocol_name("embed_disp_cosine_h", *params),
+            "video",
+            True,
+            EMBEDDING_VERSION,
+            "cos(pred - start, true - true_0) at one horizon; a prediction that does not move scores 0",
+        ),
+        "cosine": MetricSpec(
+            protocol_name("embed_cosine", *params),
+            "video",
+            True,
+            EMBEDDING_VERSION,
+            "mean over horizons of cos(predicted, true)",
+        ),
+        "disp_cosine": MetricSpec(
+            protocol_name("embed_disp_cosine", *params),
+            "video",
+            True,
+            EMBEDDING_VERSION,
+            "mean over horizons of the displacement cosine",
+        ),
+        "error_growth": MetricSpec(
+            protocol_name("embed_error_growth", *params),
+            "video",
+            False,
+            EMBEDDING_VERSION,
+            "least-squares slope of (1 - cos) against horizon time in seconds",
+        ),
+    }
+
+
+def frechet_spec(base: str, *params: object, description: str = "") -> MetricSpec:
+    """A set-level Fréchet distance, e.g. ``frechet_spec("fvd", "i3d-videogpt", "16f", 224)``."""
+    return MetricSpec(
+        protocol_name(base, *params),
+        "set",
+        False,
+        FRECHET_VERSION,
+        description or "Fréchet distance between Gaussian fits of generated and reference features",
+    )
+
+
+def fvd_spec(extractor: str, frames: int, size: int) -> MetricSpec:
+    """``fvd[<extractor>,<frames>f,<size>]``: FVD with its protocol in the name."""
+    return frechet_spec("fvd", extractor, f"{int(frames)}f", int(size), description="Fréchet video distance")
+
+
+def fid_spec(extractor: str, size: int) -> MetricSpec:
+    """``fid[<extractor>,<size>]``: per-frame FID with its protocol in the name."""
+    return frechet_spec("fid", extractor, int(size), description="Fréchet distance of per-frame features")
+
+
+def standard_registry(
+    encoders: Sequence[str] = (),
+    *,
+    consistency_modes: Sequence[str] = ("consecutive", "first", "all_pairs"),
+    embedding_modes: Sequence[str] = (),
+    embedding_start: str = "true",
+    set_specs: Sequence[MetricSpec] = (),
+) -> MetricRegistry:
+    """The suite's metrics for the given encoders, rollout modes and set-level specs."""
+    registry = MetricRegistry([pixel_motion_spec(), *set_specs])
+    for encoder in encoders:
+        for mode in consistency_modes:
+            registry.register(clip_consistency_spec(mode, encoder))
+        registry.register(clip_alignment_spec(encoder))
+        registry.register(embedding_motion_spec(encoder))
+    for mode in embedding_modes:
+        for spec in embedding_specs(mode, embedding_start).values():
+            registry.register(spec)
+    return registry
