@@ -1,0 +1,160 @@
+"""Read a study's `results/` folder (schema in docs/results.md) into validated DataFrames."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCORES_COLUMNS = (
+    "study", "trial_id", "variant", "seed", "metric", "metric_version", "level", "higher_is_better",
+    "value", "n", "reliable", "prompt_id", "sample_idx", "gen_seed", "extra",
+)  # fmt: skip
+RUNS_COLUMNS = (
+    "study", "trial_id", "variant", "seed", "stage", "status", "config_hash", "config_json",
+    "prompts_sha256", "git_sha", "git_dirty", "python", "torch", "diffusers", "transformers", "open_clip",
+    "device", "gpu_name", "dtype", "deterministic", "started_at", "finished_at", "wall_s", "argv",
+)  # fmt: skip
+CURVES_COLUMNS = ("study", "trial_id", "variant", "seed", "epoch", "split", "metric", "value")
+VIDEOS_COLUMNS = (
+    "study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed",
+    "gif", "mp4", "frames", "size", "fps",
+)  # fmt: skip
+STUDY_KEYS = ("study", "seeds", "variant_order", "baselines", "variants")
+
+# Tables a study can legitimately lack (a baselines-only study has no curves, an embedding-only one no videos).
+OPTIONAL_TABLES = ("runs", "curves", "videos")
+TABLE_COLUMNS = {
+    "scores": SCORES_COLUMNS,
+    "runs": RUNS_COLUMNS,
+    "curves": CURVES_COLUMNS,
+    "videos": VIDEOS_COLUMNS,
+}
+
+
+class ResultsNotFound(FileNotFoundError):
+    """A results file the report needs is missing."""
+
+
+class ResultsSchemaError(ValueError):
+    """A results file does not follow docs/results.md."""
+
+
+@dataclass
+class Results:
+    """Everything a report reads: the four tables, the protocol block and where they came from."""
+
+    root: Path
+    study: dict[str, Any]
+    scores: pd.DataFrame
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    videos: pd.DataFrame
+    missing: list[str] = field(default_factory=list)  # optional tables that were absent
+
+
+def load_results(study_root: str | Path) -> Results:
+    """Read and validate `study_root/results/*`; `extra` is parsed into dicts plus horizon/mode/ci columns."""
+    root = Path(study_root)
+    results_dir = root / "results"
+    if not results_dir.is_dir():
+        raise ResultsNotFound(
+            f"{results_dir} does not exist: collect the study's results first (or check the path)"
+        )
+    study = load_study_json(results_dir / "study.json")
+    tables: dict[str, pd.DataFrame] = {}
+    missing: list[str] = []
+    for name, columns in TABLE_COLUMNS.items():
+        path = results_dir / f"{name}.parquet"
+        if not path.exists():
+            if name not in OPTIONAL_TABLES:
+                raise ResultsNotFound(f"{path} is missing: collect the study's results first")
+            missing.append(path.name)
+            tables[name] = pd.DataFrame({column: [] for column in columns})
+            continue
+        tables[name] = read_table(path, columns)
+    scores = parse_scores(tables["scores"], results_dir / "scores.parquet")
+    return Results(root, study, scores, tables["runs"], tables["curves"], tables["videos"], missing)
+
+
+def variant_order(study: dict[str, Any], present: Any = None) -> list[str]:
+    """Baselines first (study.json order), then `variant_order`; restricted to `present` when given."""
+    order = [*study.get("baselines", []), *study.get("variant_order", [])]
+    order = list(dict.fromkeys(order))
+    if present is None:
+        return order
+    present = list(dict.fromkeys(present))
+    return [name for name in order if name in present] + sorted(name for name in present if name not in order)
+
+
+def load_study_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ResultsNotFound(f"{path} is missing: collect the study's results first")
+    try:
+        study = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ResultsSchemaError(f"{path} is not valid JSON ({error}); re-run the collect step") from None
+    absent = [key for key in STUDY_KEYS if key not in study]
+    if absent:
+        raise ResultsSchemaError(
+            f"{path} lacks the keys {absent} (see docs/results.md); re-run the collect step"
+        )
+    return study
+
+
+def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read one parquet file, insisting on the documented columns."""
+    frame = pd.read_parquet(path)
+    absent = [column for column in columns if column not in frame.columns]
+    if absent:
+        raise ResultsSchemaError(
+            f"{path} lacks the columns {absent} (see docs/results.md); re-run the collect step"
+        )
+    return frame
+
+
+def parse_scores(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Check values and parse `extra`; adds columns horizon, mode, ci_low, ci_high (NaN/None where absent)."""
+    scores = scores.copy()
+    scores["value"] = pd.to_numeric(scores["value"], errors="coerce").astype(float)
+    bad = ~np.isfinite(scores["value"].to_numpy())
+    if bad.any():
+        row = scores[bad].iloc[0]
+        raise ResultsSchemaError(
+            f"{path}: {int(bad.sum())} rows have a non-finite value (first: trial {row['trial_id']}, "
+            f"metric {row['metric']}); the metric code must raise instead of writing NaN"
+        )
+    levels = set(scores["level"]) - {"video", "set"}
+    if levels:
+        raise ResultsSchemaError(f"{path}: unknown level(s) {sorted(levels)}; expected 'video' or 'set'")
+    scores["extra"] = [
+        _parse_extra(text, path, row) for text, row in zip(scores["extra"], scores.itertuples(), strict=True)
+    ]
+    scores["horizon"] = pd.array([extra.get("horizon") for extra in scores["extra"]], dtype="Int64")
+    scores["mode"] = [extra.get("mode") for extra in scores["extra"]]
+    for key in ("ci_low", "ci_high"):
+        scores[key] = [float(extra[key]) if key in extra else math.nan for extra in scores["extra"]]
+    for column in ("higher_is_better", "reliable"):
+        scores[column] = scores[column].astype(bool)
+    return scores
+
+
+def _parse_extra(text: Any, path: Path, row: Any) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    if text is None or pd.isna(text) or text == "":
+        return {}
+    try:
+        extra = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        extra = None
+    if not isinstance(extra, dict):
+        raise ResultsSchemaError(
+            f"{path}: `extra` of trial {row.trial_id}, metric {row.metric} is not a JSON object: {text!r}"
+        )
+    return extra

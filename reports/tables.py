@@ -1,0 +1,417 @@
+"""Summaries derived from scores.parquet: means with 95% intervals, best variant, differences, exports."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from reports.load import Results, variant_order
+
+LEVEL = 0.95
+REFERENCE = "static"
+UNRELIABLE = "⚠ unreliable: n ≤ dim"
+BEST_MARK = "★"
+# The switches of the ablation view: axis of study.json `variants` -> its "off" value.
+SWITCH_REFERENCES = {"rotation_layer": "off", "cross_attention": "off", "regime": "base"}
+
+SUMMARY_CAPTION = (
+    "Mean and 95% Student-t confidence interval across training seeds (each trial's video rows are first "
+    "averaged into one value per seed). With a single seed the interval is taken over videos instead, or is "
+    "the stored bootstrap interval for set-level metrics; the `interval` column says which. "
+    f"{BEST_MARK} marks the best reliable variant per metric (respecting its direction). "
+    f"Δ is the difference to the `{REFERENCE}` baseline with a paired interval (over seeds, or over videos "
+    f"with one seed). Rows flagged '{UNRELIABLE}' come from too few samples for the metric (e.g. a Fréchet "
+    "distance with no more videos than feature dimensions) and are never marked best."
+)
+
+
+class SummaryError(ValueError):
+    """The scores cannot be summarised as asked."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its interval; low/high are NaN when there is nothing to build one from (`how` says so)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    how: str
+
+
+def t_interval(values: Iterable[float], over: str, level: float = LEVEL) -> Interval:
+    """Student-t interval of the mean: mean ± t_{(1+level)/2, n-1} · sd / √n."""
+    values = np.asarray(list(values), dtype=float)
+    n = len(values)
+    if n == 0:
+        raise SummaryError(f"no values to summarise over {over}")
+    mean = float(values.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n, f"none: 1 value over {over}")
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n, f"t over {n} {over}")
+
+
+def group_interval(rows: pd.DataFrame) -> Interval:
+    """The interval of one (metric, variant[, horizon]) group, following SUMMARY_CAPTION."""
+    per_seed = rows.groupby("seed")["value"].mean()
+    if len(per_seed) >= 2:
+        return t_interval(per_seed, "seeds")
+    if (rows["level"] == "set").all():
+        row = rows.iloc[0]
+        if len(rows) == 1 and math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]):
+            return Interval(
+                float(row["value"]), float(row["ci_low"]), float(row["ci_high"]), 1, "bootstrap (1 seed)"
+            )
+        return t_interval(rows["value"], "values (1 seed)")
+    return t_interval(rows["value"], "videos (1 seed)")
+
+
+def paired_difference(rows: pd.DataFrame, reference: pd.DataFrame) -> Interval:
+    """rows − reference, paired by seed when ≥ 2 seeds are shared, else by video within the one seed."""
+    mine = rows.groupby("seed")["value"].mean()
+    theirs = reference.groupby("seed")["value"].mean()
+    common = mine.index.intersection(theirs.index)
+    if len(common) >= 2:
+        return t_interval(mine[common] - theirs[common], "paired seeds")
+    video_keys = ["seed", "prompt_id", "sample_idx"]
+    if (rows["level"] == "video").all() and len(common) == 1:
+        pairs = pd.merge(
+            _keyed(rows[rows["seed"] == common[0]], video_keys),
+            _keyed(reference[reference["seed"] == common[0]], video_keys),
+            on=video_keys,
+            suffixes=("", "_ref"),
+        )
+        if len(pairs) >= 1:
+            return t_interval(pairs["value"] - pairs["value_ref"], "paired videos (1 seed)")
+    difference = float(mine.mean() - theirs.mean())
+    return Interval(difference, math.nan, math.nan, len(common), "none: nothing to pair")
+
+
+def _keyed(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    # Null ids (embedding rows have no sample_idx) must still match each other in the merge.
+    keyed = rows[[*keys, "value"]].copy()
+    for key in keys:
+        keyed[key] = keyed[key].astype(object).where(keyed[key].notna(), "∅").astype(str)
+    return keyed
+
+
+def headline_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are not horizon curves, with the per-metric direction and level checked for consistency."""
+    rows = scores[scores["horizon"].isna()]
+    for column in ("higher_is_better", "level"):
+        mixed = rows.groupby("metric")[column].nunique()
+        if (mixed > 1).any():
+            raise SummaryError(
+                f"scores.parquet: metric {mixed[mixed > 1].index[0]!r} has mixed `{column}` values"
+            )
+    return rows
+
+
+def summary(scores: pd.DataFrame, study: dict[str, Any], reference: str = REFERENCE) -> pd.DataFrame:
+    """Per metric × variant: mean, 95% interval, best mark, difference to `reference`, reliability flag."""
+    rows = headline_rows(scores)
+    if rows.empty:
+        raise SummaryError("scores.parquet has no non-horizon rows to summarise")
+    order = variant_order(study, rows["variant"].unique())
+    records = []
+    for metric in sorted(rows["metric"].unique()):
+        metric_rows = rows[rows["metric"] == metric]
+        reference_rows = metric_rows[metric_rows["variant"] == reference]
+        for variant in [name for name in order if name in set(metric_rows["variant"])]:
+            group = metric_rows[metric_rows["variant"] == variant]
+            estimate = group_interval(group)
+            reliable = bool(group["reliable"].all())
+            if variant == reference or reference_rows.empty:
+                difference = Interval(
+                    math.nan, math.nan, math.nan, 0, "reference" if variant == reference else "no reference"
+                )
+            else:
+                difference = paired_difference(group, reference_rows)
+            records.append({
+                "metric": metric, "variant": variant, "level": group["level"].iloc[0],
+                "higher_is_better": bool(group["higher_is_better"].iloc[0]),
+                "mean": estimate.mean, "ci_low": estimate.low, "ci_high": estimate.high,
+                "n_seeds": int(group["seed"].nunique()), "n_obs": len(group), "interval": estimate.how,
+                "reliable": reliable, "diff": difference.mean, "diff_low": difference.low,
+                "diff_high": difference.high, "diff_interval": difference.how,
+                "note": "" if reliable else UNRELIABLE,
+            })  # fmt: skip
+    table = pd.DataFrame.from_records(records)
+    table["best"] = mark_best(table)
+    return table
+
+
+def mark_best(table: pd.DataFrame) -> pd.Series:
+    """True for the best reliable variant(s) of each metric (ties all marked)."""
+    best = pd.Series(False, index=table.index)
+    for _, group in table[table["reliable"]].groupby("metric"):
+        target = group["mean"].max() if group["higher_is_better"].iloc[0] else group["mean"].min()
+        best[group.index[group["mean"] == target]] = True
+    return best
+
+
+def horizon_table(scores: pd.DataFrame, study: dict[str, Any]) -> pd.DataFrame:
+    """Error along the rollout horizon: per metric × mode × variant × horizon, mean and 95% interval."""
+    rows = scores[scores["horizon"].notna()].copy()
+    columns = [
+        "metric",
+        "mode",
+        "variant",
+        "horizon",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+        "interval",
+        "reliable",
+    ]
+    if rows.empty:
+        return pd.DataFrame({column: [] for column in columns})
+    rows["mode"] = rows["mode"].fillna("step")
+    order = {name: i for i, name in enumerate(variant_order(study, rows["variant"].unique()))}
+    records = []
+    for (metric, mode, variant, horizon), group in rows.groupby(["metric", "mode", "variant", "horizon"]):
+        estimate = group_interval(group)
+        records.append({
+            "metric": metric, "mode": mode, "variant": variant, "horizon": int(horizon), "mean": estimate.mean,
+            "ci_low": estimate.low, "ci_high": estimate.high, "n_seeds": int(group["seed"].nunique()),
+            "interval": estimate.how, "reliable": bool(group["reliable"].all()),
+        })  # fmt: skip
+    table = pd.DataFrame.from_records(records, columns=columns)
+    table["_order"] = table["variant"].map(order)
+    table["_mode"] = table["mode"] != "step"  # step before chain
+    keys = ["metric", "_mode", "mode", "_order", "horizon"]
+    return table.sort_values(keys).drop(columns=["_order", "_mode"]).reset_index(drop=True)
+
+
+def format_horizon(table: pd.DataFrame) -> pd.DataFrame:
+    """The horizon table as display strings: one row per metric × mode × variant, one column per horizon."""
+    cells = table.assign(cell=[
+        format_interval(row.mean, row.ci_low, row.ci_high) + ("" if row.reliable else " ⚠")
+        for row in table.itertuples()
+    ])  # fmt: skip
+    keys = ["metric", "mode", "variant"]
+    wide = cells.pivot(index=keys, columns="horizon", values="cell")
+    wide = wide.loc[list(dict.fromkeys(zip(*(table[key] for key in keys), strict=True)))].fillna("—")
+    wide.columns = [f"h={horizon}" for horizon in wide.columns]
+    return wide.reset_index()
+
+
+@dataclass(frozen=True)
+class Switch:
+    """Two variants that differ in exactly one ablation axis: `axis` goes from `before` to `after`."""
+
+    axis: str
+    before: str
+    after: str
+    value_before: str
+    value_after: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.axis}: {self.value_before}→{self.value_after} ({self.before} → {self.after})"
+
+
+def switch_pairs(study: dict[str, Any]) -> list[Switch]:
+    """Pairs of trained variants that differ only in one axis of SWITCH_REFERENCES, reference value first."""
+    order = variant_order(study)
+    variants = {
+        name: axes
+        for name, axes in sorted(study["variants"].items(), key=lambda item: _position(order, item[0]))
+        if axes.get("kind", "spliter") != "baseline"
+    }
+    pairs = []
+    for axis, off in SWITCH_REFERENCES.items():
+        for before, axes_before in variants.items():
+            if axes_before.get(axis) != off:
+                continue
+            for after, axes_after in variants.items():
+                if axes_after.get(axis) in (None, off):
+                    continue
+                others = (set(axes_before) | set(axes_after)) - {axis}
+                if all(axes_before.get(key) == axes_after.get(key) for key in others):
+                    pairs.append(Switch(axis, before, after, str(off), str(axes_after[axis])))
+    return pairs
+
+
+def _position(order: list[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
+
+
+def headline_metric(scores: pd.DataFrame, study: dict[str, Any]) -> str:
+    """study.json `headline_metric` when given, else the first video-level metric by name (else the first metric)."""
+    rows = headline_rows(scores)
+    metrics = sorted(rows["metric"].unique())
+    if not metrics:
+        raise SummaryError("scores.parquet has no non-horizon rows: no headline metric")
+    chosen = study.get("headline_metric")
+    if chosen is not None:
+        if chosen not in metrics:
+            raise SummaryError(
+                f"study.json headline_metric {chosen!r} is not in scores.parquet (has {metrics})"
+            )
+        return chosen
+    video = sorted(rows.loc[rows["level"] == "video", "metric"].unique())
+    return (video or metrics)[0]
+
+
+def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str) -> pd.DataFrame:
+    """For each switch, the paired difference (after − before) of `metric` with its 95% interval."""
+    rows = headline_rows(scores)
+    rows = rows[rows["metric"] == metric]
+    columns = ["switch", "axis", "before", "after", "diff", "diff_low", "diff_high", "n", "interval",
+               "higher_is_better", "reliable"]  # fmt: skip
+    records = []
+    for switch in switch_pairs(study):
+        before, after = rows[rows["variant"] == switch.before], rows[rows["variant"] == switch.after]
+        if before.empty or after.empty:
+            continue
+        difference = paired_difference(after, before)
+        records.append({
+            "switch": switch.label, "axis": switch.axis, "before": switch.before, "after": switch.after,
+            "diff": difference.mean, "diff_low": difference.low, "diff_high": difference.high, "n": difference.n,
+            "interval": difference.how, "higher_is_better": bool(rows["higher_is_better"].iloc[0]),
+            "reliable": bool(before["reliable"].all() and after["reliable"].all()),
+        })  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def format_number(value: float) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def format_interval(mean: float, low: float, high: float) -> str:
+    text = format_number(mean)
+    if math.isfinite(low) and math.isfinite(high):
+        text += f" [{format_number(low)}, {format_number(high)}]"
+    return text
+
+
+def format_summary(table: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """The summary as display strings: one row per metric × variant, best marked with ★."""
+    direction = table["higher_is_better"].map({True: "↑", False: "↓"})
+    return pd.DataFrame({
+        "metric": table["metric"] + " " + direction,
+        "variant": table["variant"],
+        "mean [95% CI]": [
+            format_interval(row.mean, row.ci_low, row.ci_high) + (f" {BEST_MARK}" if row.best else "")
+            for row in table.itertuples()
+        ],
+        "n seeds": table["n_seeds"].astype(str),
+        "interval": table["interval"],
+        f"Δ vs {reference} [95% CI]": [format_interval(row.diff, row.diff_low, row.diff_high) for row in table.itertuples()],
+        "note": table["note"],
+    })  # fmt: skip
+
+
+def protocol_table(results: Results) -> pd.DataFrame:
+    """The protocol block: what was run, on what, with which code, as (field, value) rows."""
+    study = results.study
+    gpus = sorted({str(name) for name in results.runs["gpu_name"].dropna() if name})
+    versions = study.get("versions") or {}
+    fields = [
+        ("study", f"{study['study']}: {study.get('description') or ''}".rstrip(": ")),
+        ("prompt set", _prompt_set(study.get("prompt_set"))),
+        ("backend", _settings(study.get("backend"), lead=("name",))),
+        ("data", _data(study.get("data"))),
+        ("generation", _generation(study.get("generation"))),
+        ("seeds", f"training {study.get('seeds')}, study seed {_known(study.get('study_seed'))}"),
+        ("git", _known(study.get("git_sha"))[:12] + (" (dirty: uncommitted changes)" if study.get("git_dirty") else "")),
+        ("libraries", ", ".join(f"{name} {version}" for name, version in sorted(versions.items())) or "not recorded"),
+        ("device", _known(study.get("device")) + (f" ({', '.join(gpus)})" if gpus else "")),
+        ("created", _known(study.get("created_at"))),
+    ]  # fmt: skip
+    if results.missing:
+        fields.append(("absent tables", ", ".join(results.missing)))
+    return pd.DataFrame(fields, columns=["field", "value"])
+
+
+def _known(value: Any) -> str:
+    return "not recorded" if value is None else str(value)
+
+
+def _settings(settings: dict[str, Any] | None, lead: tuple[str, ...] = (), skip: Iterable[str] = ()) -> str:
+    """`lead values, key=value, …` for the keys that are set (None values left out)."""
+    if not settings:
+        return "not recorded"
+    head = " ".join(str(settings[key]) for key in lead if settings.get(key) is not None)
+    rest = ", ".join(
+        f"{key}={value}"
+        for key, value in sorted(settings.items())
+        if key not in {*lead, *skip} and value is not None
+    )
+    return f"{head} ({rest})" if head and rest else head or rest
+
+
+def _prompt_set(prompt_set: dict[str, Any] | None) -> str:
+    if not prompt_set:
+        return "none (no videos were generated)"
+    sha = _known(prompt_set.get("sha256"))[:16]
+    return f"{_known(prompt_set.get('name'))} ({_known(prompt_set.get('n'))} prompts), sha256 {sha}…"
+
+
+def _data(data: dict[str, Any] | None) -> str:
+    if not data:
+        return "not recorded"
+    return (
+        f"{_known(data.get('source'))}: {_known(data.get('n_train'))} train / {_known(data.get('n_val'))} val "
+        f"videos, {_known(data.get('frames'))} frames at {_known(data.get('fps'))} fps"
+    )
+
+
+def _generation(generation: dict[str, Any] | None) -> str:
+    if not generation or generation.get("enabled") is False:
+        return "none"
+    size = _known(generation.get("size"))
+    lead = f"{_known(generation.get('frames'))} frames, {size}×{size} px, {_known(generation.get('fps'))} fps"
+    rest = _settings(generation, skip=("frames", "size", "fps", "enabled", "prompts", "prompt_tags"))
+    return f"{lead}; {rest}" if rest != "not recorded" else lead
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub pipe table (no `tabulate` needed)."""
+    cells = [[str(column) for column in table.columns]] + [
+        [_cell(value) for value in row] for row in table.itertuples(index=False)
+    ]
+    escaped = [[text.replace("|", "\\|") for text in row] for row in cells]
+    lines = ["| " + " | ".join(row) + " |" for row in escaped]
+    lines.insert(1, "|" + "|".join("---" for _ in table.columns) + "|")
+    return "\n".join(lines) + "\n"
+
+
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "★": r"$\star$", "⚠": r"(!)",
+    "≤": r"$\leq$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\to$", "—": "--",
+    "×": r"$\times$", "∅": r"$\emptyset$",
+}  # fmt: skip
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular with LaTeX special characters escaped."""
+
+    def escape(text: str) -> str:
+        return "".join(LATEX_ESCAPES.get(char, char) for char in text)
+
+    header = " & ".join(escape(str(column)) for column in table.columns) + r" \\"
+    body = [
+        " & ".join(escape(_cell(value)) for value in row) + r" \\" for row in table.itertuples(index=False)
+    ]
+    return "\n".join([
+        r"\begin{tabular}{" + "l" * len(table.columns) + "}", r"\toprule", header, r"\midrule", *body,
+        r"\bottomrule", r"\end{tabular}",
+    ]) + "\n"  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return format_number(value)
+    return "" if value is None else str(value)

@@ -1,0 +1,131 @@
+"""plots: each figure builds from synthetic results with the expected axes, lines and points, and saves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgb
+from PIL import Image
+from test_build import EMBED_ERR, FVD, TEMPORAL, synthetic_curves, synthetic_scores, synthetic_study
+
+from reports import plots, tables
+from reports.load import parse_scores
+
+
+@pytest.fixture(scope="module")
+def study() -> dict:
+    return synthetic_study()
+
+
+@pytest.fixture(scope="module")
+def scores() -> pd.DataFrame:
+    return parse_scores(synthetic_scores(np.random.default_rng(0)), Path("scores.parquet"))
+
+
+@pytest.fixture(scope="module")
+def summary(scores: pd.DataFrame, study: dict) -> pd.DataFrame:
+    return tables.summary(scores, study)
+
+
+def test_palette_is_fixed_by_the_study_with_grey_baselines(study: dict) -> None:
+    colours = plots.palette(study)
+    assert list(colours) == ["static", "base", "rot"]
+    assert len(set(colours["static"])) == 1  # a grey
+    assert colours["base"] != colours["rot"] and plots.palette(study, ["rot"]) == colours
+
+
+def test_metric_points_draws_one_point_and_interval_per_variant(summary: pd.DataFrame, study: dict) -> None:
+    figure = plots.metric_points(summary, study, TEMPORAL)
+    (ax,) = figure.axes
+    assert len(ax.containers) == 3  # one errorbar per variant
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["static", "base", "rot"]
+    data_lines = [container.lines[0] for container in ax.containers]
+    assert data_lines[2].get_ydata()[0] == pytest.approx(
+        summary.loc[summary["variant"].eq("rot") & summary["metric"].eq(TEMPORAL), "mean"].iloc[0]
+    )
+    assert all(container.has_yerr for container in ax.containers)
+    colours = plots.palette(study)
+    assert [to_rgb(line.get_color()) for line in data_lines] == [
+        to_rgb(colours[name]) for name in ["static", "base", "rot"]
+    ]
+    assert [text.get_text() for text in ax.texts] == ["★"]  # the best variant, and no unreliable one
+
+
+def test_unreliable_points_are_hollow_and_flagged(summary: pd.DataFrame, study: dict) -> None:
+    (ax,) = plots.metric_points(summary, study, FVD).axes
+    faces = [to_rgb(container.lines[0].get_markerfacecolor()) for container in ax.containers]
+    assert faces == [(1.0, 1.0, 1.0)] * 3
+    assert [text.get_text() for text in ax.texts] == ["⚠"] * 3
+
+
+def test_many_long_variant_names_rotate_and_widen(study: dict) -> None:
+    names = [f"variant_with_a_long_name_{index}" for index in range(8)]
+    summary = pd.DataFrame({
+        "metric": "m", "variant": names, "mean": np.arange(8.0), "ci_low": np.arange(8.0) - 1,
+        "ci_high": np.arange(8.0) + 1, "reliable": True, "best": False, "higher_is_better": True,
+    })  # fmt: skip
+    figure = plots.metric_points(summary, {**study, "variant_order": names}, "m")
+    assert (
+        figure.get_figwidth() > plots.metric_points(pd.DataFrame(summary.iloc[:2]), study, "m").get_figwidth()
+    )
+    assert figure.axes[0].get_xticklabels()[0].get_rotation() > 0
+
+
+def test_horizon_growth_has_a_panel_per_mode_and_a_line_per_variant(
+    scores: pd.DataFrame, study: dict
+) -> None:
+    horizon = tables.horizon_table(scores, study)
+    figure = plots.horizon_growth(horizon, study, EMBED_ERR)
+    assert [ax.get_title() for ax in figure.axes] == [f"{EMBED_ERR} (step)", f"{EMBED_ERR} (chain)"]
+    for ax in figure.axes:
+        assert len(ax.get_lines()) == 3
+        assert [len(line.get_xdata()) for line in ax.get_lines()] == [3, 3, 3]
+        assert len(ax.collections) == 3  # one interval band per variant
+
+
+def test_training_curves_show_each_variant_and_split(study: dict) -> None:
+    curves = synthetic_curves(np.random.default_rng(0))
+    figure = plots.training_curves(curves, study)
+    assert [ax.get_title() for ax in figure.axes] == ["loss", "cosine"]
+    for ax in figure.axes:
+        lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 4]
+        assert len(lines) == 4  # 2 variants × (train, val), 4 epochs each
+        assert len({line.get_linestyle() for line in lines}) == 2
+
+
+def test_ablation_effects_has_one_row_per_switch(scores: pd.DataFrame, study: dict) -> None:
+    effects = tables.ablation_table(scores, study, TEMPORAL)
+    (ax,) = plots.ablation_effects(effects, study, TEMPORAL).axes
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["rotation_layer: off→plane (base → rot)"]
+    assert len(ax.containers) == 1 and ax.containers[0].has_xerr
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda study: plots.metric_points(pd.DataFrame({"metric": []}), study, "m"),
+            "no summary rows for metric 'm'",
+        ),
+        (lambda study: plots.horizon_growth(pd.DataFrame({"metric": []}), study, "m"), "no horizon rows"),
+        (lambda study: plots.training_curves(pd.DataFrame(), study), "curves.parquet has no rows"),
+        (lambda study: plots.ablation_effects(pd.DataFrame(), study, "m"), "exactly one switch"),
+    ],
+)
+def test_empty_input_is_a_clear_message_not_an_empty_plot(make, message: str, study: dict) -> None:
+    with pytest.raises(plots.NothingToPlot, match=message):
+        make(study)
+
+
+def test_save_figure_writes_png_at_120_dpi_and_pdf(
+    summary: pd.DataFrame, study: dict, tmp_path: Path
+) -> None:
+    figure = plots.metric_points(summary, study, TEMPORAL)
+    png = plots.save_figure(figure, tmp_path / "figures" / "points")
+    assert png == tmp_path / "figures" / "points.png"
+    assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    with Image.open(png) as image:
+        assert image.size == (round(figure.get_figwidth() * 120), round(figure.get_figheight() * 120))

@@ -1,0 +1,213 @@
+"""tables: intervals over seeds (hand-computed), best marking, unreliable rows, differences, horizons, exports."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import tables
+from reports.load import Results, parse_scores
+
+T_975_DF2 = 4.302652729911275  # t_{0.975, 2}: the 95% two-sided quantile for n = 3 seeds
+T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
+STUDY = {
+    "study": "t", "seeds": [0, 1, 2], "baselines": ["static"], "variant_order": ["static", "base", "rot", "xattn"],
+    "variants": {
+        "static": {"kind": "baseline"},
+        "base": {"kind": "spliter", "regime": "base", "rotation_layer": "off", "cross_attention": "off"},
+        "rot": {"kind": "spliter", "regime": "base", "rotation_layer": "plane", "cross_attention": "off"},
+        "xattn": {"kind": "spliter", "regime": "base", "rotation_layer": "off", "cross_attention": "attention"},
+        "back": {"kind": "spliter", "regime": "back", "rotation_layer": "off", "cross_attention": "off"},
+        "back_rot": {"kind": "spliter", "regime": "back", "rotation_layer": "plane", "cross_attention": "attention"},
+    },
+}  # fmt: skip
+
+
+def observations(variant: str, per_seed: dict[int, list[float]], metric: str = "m", **fields) -> list[dict]:
+    """Score rows: one video row per value, `prompt_id` v0, v1, ... within each seed."""
+    rows = []
+    for seed, values in per_seed.items():
+        for index, value in enumerate(values):
+            row = {
+                "study": "t", "trial_id": f"{variant}-s{seed}-00000000", "variant": variant, "seed": seed,
+                "metric": metric, "metric_version": "1", "level": "video", "higher_is_better": True,
+                "value": value, "n": 8, "reliable": True, "prompt_id": f"v{index}", "sample_idx": 0,
+                "gen_seed": index, "extra": "{}",
+            }  # fmt: skip
+            row.update(fields)
+            rows.append(row)
+    return rows
+
+
+def scores(*groups: list[dict]) -> pd.DataFrame:
+    return parse_scores(pd.DataFrame([row for group in groups for row in group]), Path("scores.parquet"))
+
+
+def row_of(summary: pd.DataFrame, variant: str, metric: str = "m") -> pd.Series:
+    return summary[(summary["variant"] == variant) & (summary["metric"] == metric)].iloc[0]
+
+
+def test_interval_over_seeds_matches_hand_computation() -> None:
+    # Video rows average to 1, 2 and 4 per seed: mean 7/3, sd² = ((4/3)² + (1/3)² + (5/3)²) / 2 = 7/3.
+    data = scores(observations("base", {0: [0.5, 1.5], 1: [2.0, 2.0], 2: [3.0, 5.0]}))
+    row = row_of(tables.summary(data, STUDY), "base")
+    half = T_975_DF2 * math.sqrt(7 / 3) / math.sqrt(3)
+    assert row["mean"] == pytest.approx(7 / 3)
+    assert row["ci_low"] == pytest.approx(7 / 3 - half) and row["ci_high"] == pytest.approx(7 / 3 + half)
+    assert row["n_seeds"] == 3 and row["n_obs"] == 6 and row["interval"] == "t over 3 seeds"
+
+
+def test_one_seed_takes_the_interval_over_videos_and_says_so() -> None:
+    data = scores(observations("base", {0: [1.0, 3.0]}))
+    row = row_of(tables.summary(data, STUDY), "base")
+    half = T_975_DF1 * math.sqrt(2.0) / math.sqrt(2)  # sd of (1, 3) is √2
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    assert row["interval"] == "t over 2 videos (1 seed)"
+
+
+def test_one_seed_set_metric_uses_the_stored_bootstrap_interval() -> None:
+    extra = json.dumps({"ci_low": 9.0, "ci_high": 13.5, "n_boot": 200})
+    data = scores(
+        observations("base", {0: [11.0]}, level="set", prompt_id=None, sample_idx=None, extra=extra)
+    )
+    row = row_of(tables.summary(data, STUDY), "base")
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == (11.0, 9.0, 13.5)
+    assert row["interval"] == "bootstrap (1 seed)"
+
+
+def test_a_single_value_has_no_interval_and_says_why() -> None:
+    data = scores(observations("base", {0: [11.0]}, level="set", prompt_id=None, sample_idx=None))
+    row = row_of(tables.summary(data, STUDY), "base")
+    assert math.isnan(row["ci_low"]) and row["interval"].startswith("none")
+    assert tables.format_interval(row["mean"], row["ci_low"], row["ci_high"]) == "11"
+
+
+@pytest.mark.parametrize(("higher_is_better", "best"), [(True, "rot"), (False, "static")])
+def test_best_respects_the_direction(higher_is_better: bool, best: str) -> None:
+    data = scores(
+        observations("static", {0: [1.0], 1: [1.2]}, higher_is_better=higher_is_better),
+        observations("base", {0: [2.0], 1: [2.2]}, higher_is_better=higher_is_better),
+        observations("rot", {0: [3.0], 1: [3.2]}, higher_is_better=higher_is_better),
+    )
+    summary = tables.summary(data, STUDY)
+    assert summary.loc[summary["best"], "variant"].tolist() == [best]
+
+
+def test_unreliable_rows_are_flagged_and_never_best() -> None:
+    data = scores(
+        observations("static", {0: [1.0], 1: [1.0]}),
+        observations("base", {0: [2.0], 1: [2.0]}),
+        observations("rot", {0: [9.0], 1: [9.0]}, reliable=False),
+    )
+    summary = tables.summary(data, STUDY)
+    assert row_of(summary, "rot")["note"] == tables.UNRELIABLE and not row_of(summary, "rot")["best"]
+    assert row_of(summary, "base")["best"] and row_of(summary, "base")["note"] == ""
+    formatted = tables.format_summary(summary)
+    assert "⚠ unreliable" in formatted.loc[formatted["variant"] == "rot", "note"].iloc[0]
+    assert formatted.loc[formatted["variant"] == "base", "mean [95% CI]"].iloc[0].endswith(tables.BEST_MARK)
+
+
+def test_difference_to_static_is_paired_over_seeds() -> None:
+    data = scores(
+        observations("static", {0: [1.0], 1: [2.0], 2: [3.0]}),
+        observations("base", {0: [1.5], 1: [3.0], 2: [3.1]}),  # paired differences 0.5, 1.0, 0.1
+    )
+    row = row_of(tables.summary(data, STUDY), "base")
+    differences = [0.5, 1.0, 0.1]
+    mean = sum(differences) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 2)
+    assert row["diff"] == pytest.approx(mean)
+    assert row["diff_high"] - row["diff"] == pytest.approx(T_975_DF2 * sd / math.sqrt(3))
+    assert row["diff_interval"] == "t over 3 paired seeds"
+    assert math.isnan(row_of(tables.summary(data, STUDY), "static")["diff"])
+
+
+def test_difference_with_one_seed_is_paired_over_videos() -> None:
+    data = scores(observations("static", {0: [1.0, 2.0]}), observations("base", {0: [2.0, 4.0]}))
+    row = row_of(tables.summary(data, STUDY), "base")
+    assert row["diff"] == pytest.approx(1.5)
+    assert row["diff_high"] - row["diff"] == pytest.approx(T_975_DF1 * math.sqrt(0.5) / math.sqrt(2))
+    assert row["diff_interval"] == "t over 2 paired videos (1 seed)"
+
+
+def test_horizon_rows_are_summarised_separately() -> None:
+    horizon = [
+        *observations(
+            "base", {0: [1.0], 1: [3.0]}, metric="err", extra=json.dumps({"horizon": 2, "mode": "chain"})
+        ),
+        *observations(
+            "base", {0: [0.5], 1: [0.7]}, metric="err", extra=json.dumps({"horizon": 1, "mode": "chain"})
+        ),
+    ]
+    data = scores(observations("base", {0: [5.0], 1: [5.0]}), horizon)
+    assert tables.summary(data, STUDY)["metric"].tolist() == ["m"]
+    table = tables.horizon_table(data, STUDY)
+    assert table["horizon"].tolist() == [1, 2] and table["mode"].tolist() == ["chain", "chain"]
+    assert table["mean"].tolist() == pytest.approx([0.6, 2.0])
+    assert table["ci_high"].iloc[1] - 2.0 == pytest.approx(T_975_DF1 * math.sqrt(2) / math.sqrt(2))
+    wide = tables.format_horizon(table)
+    assert list(wide.columns) == ["metric", "mode", "variant", "h=1", "h=2"] and len(wide) == 1
+
+
+def test_switch_pairs_differ_in_exactly_one_axis() -> None:
+    labels = {(pair.axis, pair.before, pair.after) for pair in tables.switch_pairs(STUDY)}
+    assert labels == {
+        ("rotation_layer", "base", "rot"), ("cross_attention", "base", "xattn"), ("regime", "base", "back"),
+    }  # fmt: skip
+
+
+def test_ablation_table_is_the_paired_difference_after_minus_before() -> None:
+    data = scores(
+        observations("base", {0: [1.0], 1: [2.0], 2: [3.0]}),
+        observations("rot", {0: [1.5], 1: [3.0], 2: [3.1]}),
+    )
+    table = tables.ablation_table(data, STUDY, "m")
+    assert table["switch"].tolist() == [
+        "rotation_layer: off→plane (base → rot)"
+    ]  # no scores: no xattn/back rows
+    assert table["diff"].iloc[0] == pytest.approx((0.5 + 1.0 + 0.1) / 3) and table["n"].iloc[0] == 3
+
+
+def test_headline_metric_prefers_study_choice_then_video_metrics() -> None:
+    data = scores(
+        observations("base", {0: [1.0]}, metric="a_set", level="set", prompt_id=None),
+        observations("base", {0: [1.0]}, metric="b_video"),
+    )
+    assert tables.headline_metric(data, STUDY) == "b_video"
+    assert tables.headline_metric(data, {**STUDY, "headline_metric": "a_set"}) == "a_set"
+    with pytest.raises(ValueError, match="headline_metric"):
+        tables.headline_metric(data, {**STUDY, "headline_metric": "nope"})
+
+
+def test_a_metric_with_two_directions_is_an_error() -> None:
+    data = scores(observations("base", {0: [1.0]}), observations("rot", {0: [1.0]}, higher_is_better=False))
+    with pytest.raises(ValueError, match="'m' has mixed `higher_is_better`"):
+        tables.summary(data, STUDY)
+
+
+def test_markdown_and_latex_exports() -> None:
+    table = pd.DataFrame(
+        {"metric": ["fvd_x|y", "a&b"], "value": [1.23456, math.nan], "note": ["⚠ n ≤ dim", ""]}
+    )
+    markdown = tables.to_markdown(table).splitlines()
+    assert markdown[0] == "| metric | value | note |" and markdown[1] == "|---|---|---|"
+    assert markdown[2] == "| fvd_x\\|y | 1.235 | ⚠ n ≤ dim |" and markdown[3] == "| a&b | — |  |"
+    latex = tables.to_latex(table)
+    assert r"\begin{tabular}{lll}" in latex and r"fvd\_x|y & 1.235 & (!) n $\leq$ dim \\" in latex
+    assert r"a\&b & -- &  \\" in latex and latex.rstrip().endswith(r"\end{tabular}")
+
+
+def test_protocol_table_says_what_was_not_recorded_or_not_done() -> None:
+    study = {**STUDY, "prompt_set": None, "generation": {"enabled": False}, "git_sha": "0123456789abcdef00"}
+    runs = pd.DataFrame({"gpu_name": ["NVIDIA H100", None]})
+    results = Results(
+        Path("."), study, pd.DataFrame(), runs, pd.DataFrame(), pd.DataFrame(), ["videos.parquet"]
+    )
+    protocol = dict(tables.protocol_table(results).itertuples(index=False))
+    assert protocol["prompt set"] == "none (no videos were generated)" and protocol["generation"] == "none"
+    assert protocol["git"] == "0123456789ab" and protocol["device"] == "not recorded (NVIDIA H100)"
+    assert protocol["backend"] == "not recorded" and protocol["absent tables"] == "videos.parquet"
