@@ -1,0 +1,1 @@
+"""Data: the embedding store, video I/O, dataset readers and the synthetic and procedural datasets."""

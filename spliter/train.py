@@ -1,0 +1,667 @@
+"""The Trainer: batches of regime examples across many videos, validation split, early stopping, exact resume.
+
+Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prior art's bookkeeping):
+
+* **Examples.** Every epoch rebuilds each train video's examples (:func:`spliter.regimes.build_examples`) with a
+  numpy generator seeded by ``(seed, epoch, video index)``, then shuffles all of them with one seeded by
+  ``(seed, epoch)``: the batch order of an epoch is a pure function of ``(seed, epoch)``. A batch holds
+  ``batch_size`` examples drawn across many videos; every example weighs the same in the loss.
+* **Start states** per example source: ``prior`` the caption's prior ``u`` and the text ``H``; ``rotated_prior``
+  ``u' = rotate(u, e_base, e_start, weight=cos(e_base, u))`` and ``H' = rotate(H, u, u', weight=cos(u, t))``;
+  ``prediction`` the model run along the example's chain (base first), each hop from the previous prediction
+  with ``H`` rotated from ``u`` to it (``weight=cos(u, t)``), under ``no_grad`` unless ``diff_grad="backprop"``.
+  Steps are ``Δt_seconds / model_config.time_scale`` (the trainer has no time scale of its own).
+* **Loss** :func:`spliter.losses.make_loss` in fp32; AdamW, gradient clipping, a per-step schedule (linear
+  warm-up, then cosine decay to 0, or ``gamma`` per epoch, or constant).
+* **Selection metric** (the only one): ``val_cosine`` = mean cosine(prediction, true frame embedding) over every
+  later frame k >= 1 of every validation video, predicted in step mode from the caption's prior embedding
+  ``u`` with step ``(t_k - t_0) / time_scale`` and the unrotated text, model in eval mode. ``best.pt`` holds the
+  epoch with the highest ``val_cosine``; training stops after ``patience`` epochs without improvement.
+* **Validation videos**: the store's ``"val"`` split; when it has none, the ``"train"`` videos whose hashed id
+  (sha256) falls below ``val_fraction`` (deterministic, independent of store order).
+* **Checkpoints** in ``checkpoint_dir`` (all written atomically): ``last.pt`` (configs, weights, optimiser,
+  scheduler, python/numpy/torch RNG states, epoch, step in epoch, history, best so far) every
+  ``checkpoint_every`` optimiser steps and at each epoch end; ``best.pt`` (:func:`spliter.models.save_spliter`
+  with ``extra={"val_cosine", "epoch", "train_config"}``); ``history.json``. Calling :func:`train` again on the
+  directory resumes: the epoch's batches are rebuilt, the done steps skipped, the RNG states restored, so the
+  final weights and history equal those of an uninterrupted run (same device and thread count). The runtime
+  fields (device, progress, deterministic, checkpoint_every, stop_after_steps, eval_batch_size) may differ
+  between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
+  exception from the optional ``callback``) interrupts a run on purpose.
+
+The store's ``"test"`` split is never read. All video tensors of both splits are held on the training device in fp32 for the whole run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from spliter.losses import LOSSES, make_loss
+from spliter.models import Spliter, SpliterConfig, save_spliter
+from spliter.regimes import Example, RegimeConfig, base_index, build_examples
+from spliter.rotation import rotate
+
+SCHEDULES: tuple[str, ...] = ("cosine", "exponential", "constant")
+LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
+_FORMAT = "spliter-train-v1"
+# TrainConfig fields that do not change what is computed (on CPU; on a GPU, device and deterministic kernels
+# may change the last bits): a resumed run may differ in these.
+_RUNTIME_FIELDS = ("device", "progress", "deterministic", "checkpoint_every", "stop_after_steps", "eval_batch_size")
+# Stream tags of the per-epoch numpy generators (distinct leading words keep the streams apart).
+_VIDEO_STREAM, _SHUFFLE_STREAM = 1, 2
+
+
+class ResumeMismatch(ValueError):
+    """checkpoint_dir holds a run with another configuration or other videos."""
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the validation metric became NaN/Inf."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, validation and checkpointing of one training run (one trial seed)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.05
+    gamma: float = 0.9
+    grad_clip: float = 1.0
+    loss: str = "displacement"
+    cos_weight: float = 1.0
+    val_fraction: float = 0.2
+    patience: int | None = 5
+    seed: int = 0
+    device: str = "auto"
+    regime: RegimeConfig = field(default_factory=RegimeConfig)
+    progress: bool = True
+    deterministic: bool = True
+    checkpoint_every: int = 0
+    stop_after_steps: int | None = None
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if isinstance(self.regime, dict):
+            self.regime = RegimeConfig.from_dict(self.regime)
+        ints = (("epochs", 1), ("batch_size", 1), ("seed", 0), ("checkpoint_every", 0), ("eval_batch_size", 1))
+        for name, low in ints:
+            _require_int(name, getattr(self, name), low)
+        for name in ("patience", "stop_after_steps"):
+            if getattr(self, name) is not None:
+                _require_int(name, getattr(self, name), 1)
+        for name, ok, what in (
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
+            ("gamma", 0 < self.gamma <= 1, "in (0, 1]"),
+            ("grad_clip", self.grad_clip >= 0, ">= 0 (0 turns clipping off)"),
+            ("cos_weight", self.cos_weight >= 0, ">= 0"),
+            ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+        ):
+            if not (math.isfinite(float(getattr(self, name))) and ok):
+                raise ValueError(f"TrainConfig.{name} must be {what}, got {getattr(self, name)!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule={self.schedule!r} is not one of {SCHEDULES}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss={self.loss!r} is not one of {LOSSES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown fields {unknown}; known fields are {sorted(known)}")
+        return cls(**d)
+
+
+def _require_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`; ``checkpoint`` is best.pt. ``finished`` is False after ``stop_after_steps``."""
+
+    best_epoch: int
+    best_val_cosine: float
+    history: list[dict]
+    checkpoint: Path
+    initial_val_cosine: float = float("nan")
+    finished: bool = True
+    stopped_early: bool = False
+    global_step: int = 0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a ``callback`` sees after each optimiser step."""
+
+    epoch: int
+    step_in_epoch: int
+    global_step: int
+    loss: float
+    lr: float
+
+
+@dataclass
+class LrSchedule:
+    """Learning-rate factor per optimiser step (a callable object, so LambdaLR checkpoints it)."""
+
+    kind: str
+    warmup_steps: int
+    total_steps: int
+    steps_per_epoch: int
+    gamma: float
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.kind == "cosine":
+            progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if self.kind == "exponential":
+            return self.gamma ** (step // self.steps_per_epoch)
+        return 1.0
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """``auto``: cuda, then mps, then cpu; an explicit device must be available."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(preference)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {preference!r}: use 'auto', 'cpu', 'cuda[:i]' or 'mps'") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {preference!r} requested but CUDA is not available: use 'auto' or 'cpu'")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {preference!r} requested but MPS is not available: use 'auto' or 'cpu'")
+    return device
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def _hash_fraction(video_id: str) -> float:
+    return int.from_bytes(hashlib.sha256(video_id.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def split_videos(store: Any, val_fraction: float) -> tuple[list[Any], list[Any]]:
+    """(train, val) records: the store's "val" split, or a hashed-id share of its "train" split."""
+    where = getattr(store, "path", "the embedding store")
+    pool = sorted(store.split("train"), key=lambda r: r.video_id)
+    val = sorted(store.split("val"), key=lambda r: r.video_id)
+    if not val:
+        val = [r for r in pool if _hash_fraction(r.video_id) < val_fraction]
+        pool = [r for r in pool if _hash_fraction(r.video_id) >= val_fraction]
+        if not val:
+            raise ValueError(
+                f"{where}: no 'val' split and val_fraction={val_fraction} put none of its {len(pool)} train videos "
+                "into validation; raise val_fraction or encode with a val split"
+            )
+    if not pool:
+        raise ValueError(f"{where}: no training videos (split 'train' is empty after the validation split)")
+    return pool, val
+
+
+class VideoTensors:
+    """The records of one split as stacked fp32 tensors on a device; frames padded to the longest video."""
+
+    def __init__(self, records: Sequence[Any], device: torch.device) -> None:
+        self.ids = [r.video_id for r in records]
+        self.times = [np.asarray(_to_numpy(r.frame_times), dtype=np.float64) for r in records]
+        self.n_frames = [len(t) for t in self.times]
+
+        def stack(name: str) -> Tensor:
+            return torch.stack([torch.as_tensor(getattr(r, name)).float() for r in records]).to(device)
+
+        self.text_hidden = stack("text_hidden")
+        self.text_embed = stack("text_embed")
+        self.prior = stack("prior_embed")
+        dim = self.prior.shape[-1]
+        frames = torch.zeros(len(records), max(self.n_frames), dim)
+        for i, r in enumerate(records):
+            frames[i, : self.n_frames[i]] = torch.as_tensor(r.frame_embeds).float()
+        self.frames = frames.to(device)
+
+    def check_against(self, config: SpliterConfig, where: str) -> None:
+        tokens, dim = self.text_hidden.shape[1:]
+        if (tokens, dim) != (config.text_tokens, config.dim):
+            raise ValueError(
+                f"{where} holds text (T={tokens}, D={dim}) but the SpliterConfig expects "
+                f"(text_tokens={config.text_tokens}, dim={config.dim}): build the model config from the store"
+            )
+        short = [vid for vid, n in zip(self.ids, self.n_frames, strict=True) if n < 2]
+        if short:
+            raise ValueError(f"{where}: videos {short[:5]} have fewer than 2 frames; re-encode them with more frames")
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+
+
+def epoch_batches(
+    times: Sequence[np.ndarray], regime: RegimeConfig, time_scale: float, seed: int, epoch: int, batch_size: int
+) -> list[list[tuple[int, Example]]]:
+    """The epoch's batches of (video index, example): a pure function of (seed, epoch) and the data."""
+    items: list[tuple[int, Example]] = []
+    for vi, t in enumerate(times):
+        rng = np.random.default_rng([seed, epoch, _VIDEO_STREAM, vi])
+        items += [(vi, e) for e in build_examples(t, regime, time_scale, rng)]
+    order = np.random.default_rng([seed, epoch, _SHUFFLE_STREAM]).permutation(len(items))
+    shuffled = [items[i] for i in order]
+    return [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
+
+
+# ----------------------------------------------------------------------------------------------- batch
+
+
+@dataclass
+class BatchInputs:
+    """Model inputs and loss targets of one batch, rows grouped by start source."""
+
+    text: Tensor
+    start_state: Tensor
+    step: Tensor
+    start_true: Tensor
+    target_true: Tensor
+
+
+def _rotated_prior(
+    videos: VideoTensors, vi: Tensor, examples: Sequence[Example], regime: RegimeConfig
+) -> tuple[Tensor, Tensor]:
+    """+R start (method.md §4.4): u rotated like the image moved from the base frame; the text rotated u -> u'."""
+    device = vi.device
+    base = torch.tensor([base_index(e.way, videos.n_frames[v]) for v, e in zip(vi.tolist(), examples, strict=True)],
+                        device=device)
+    start = torch.tensor([e.start_index for e in examples], device=device)
+    e_base, e_start = videos.frames[vi, base], videos.frames[vi, start]
+    u, hidden, text = videos.prior[vi], videos.text_hidden[vi], videos.text_embed[vi]
+    kw = {"power": regime.rotation_power, "convention": regime.rotation_convention}
+    u_rot = rotate(u, e_base, e_start, weight=F.cosine_similarity(e_base, u, dim=-1), **kw)
+    return rotate(hidden, u, u_rot, weight=F.cosine_similarity(u, text, dim=-1), **kw), u_rot
+
+
+def _chain_state(
+    model: Spliter,
+    videos: VideoTensors,
+    vi: Tensor,
+    examples: Sequence[Example],
+    regime: RegimeConfig,
+    time_scale: float,
+) -> tuple[Tensor, Tensor]:
+    """+diff start (method.md §4.5): the prediction for each example's start frame along its chain, and the text."""
+    u, hidden, text = videos.prior[vi], videos.text_hidden[vi], videos.text_embed[vi]
+    weight = F.cosine_similarity(u, text, dim=-1)
+    kw = {"power": regime.rotation_power, "convention": regime.rotation_convention}
+    state, cond = u, hidden
+    with torch.set_grad_enabled(regime.diff_grad == "backprop" and torch.is_grad_enabled()):
+        for hop in range(1, len(examples[0].chain)):
+            steps = [
+                (videos.times[v][e.chain[hop]] - videos.times[v][e.chain[hop - 1]]) / time_scale
+                for v, e in zip(vi.tolist(), examples, strict=True)
+            ]
+            state = model(cond, state, torch.tensor(steps, dtype=torch.float32, device=vi.device))
+            cond = rotate(hidden, u, state, weight=weight, **kw)
+    return cond, state
+
+
+def batch_inputs(
+    model: Spliter,
+    videos: VideoTensors,
+    batch: Sequence[tuple[int, Example]],
+    regime: RegimeConfig,
+    time_scale: float,
+) -> BatchInputs:
+    """Start states, texts, steps and true frames of a batch (rows regrouped by start source and chain length)."""
+    groups: dict[tuple[str, int], list[tuple[int, Example]]] = {}
+    for item in batch:
+        groups.setdefault((item[1].start_source, len(item[1].chain)), []).append(item)
+    device = videos.prior.device
+    parts: list[BatchInputs] = []
+    for (source, _), rows in sorted(groups.items()):
+        vi = torch.tensor([v for v, _ in rows], device=device)
+        examples = [e for _, e in rows]
+        if source == "prior":
+            text, state = videos.text_hidden[vi], videos.prior[vi]
+        elif source == "rotated_prior":
+            text, state = _rotated_prior(videos, vi, examples, regime)
+        else:
+            text, state = _chain_state(model, videos, vi, examples, regime, time_scale)
+        start = torch.tensor([e.start_index for e in examples], device=device)
+        target = torch.tensor([e.target_index for e in examples], device=device)
+        step = torch.tensor([e.step for e in examples], dtype=torch.float32, device=device)
+        parts.append(BatchInputs(text, state, step, videos.frames[vi, start], videos.frames[vi, target]))
+    return BatchInputs(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(BatchInputs)))
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_size: int) -> float:
+    was_training = model.training
+    model.eval()
+    rows = [(vi, k) for vi, n in enumerate(videos.n_frames) for k in range(1, n)]
+    total = 0.0
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        device = videos.prior.device
+        vi = torch.tensor([v for v, _ in chunk], device=device)
+        k = torch.tensor([f for _, f in chunk], device=device)
+        step = torch.tensor(
+            [(videos.times[v][f] - videos.times[v][0]) / time_scale for v, f in chunk], dtype=torch.float32, device=device
+        )
+        pred = model(videos.text_hidden[vi], videos.prior[vi], step)
+        total += float(F.cosine_similarity(pred.float(), videos.frames[vi, k], dim=-1).double().sum())
+    model.train(was_training)
+    return total / len(rows)
+
+
+def validation_cosine(
+    model: Spliter, records: Sequence[Any], device: torch.device | str | None = None, batch_size: int = 256
+) -> float:
+    """The selection metric on ``records``: mean cosine(prediction from u in step mode, true frame), frames >= 1."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    return _val_cosine(model, VideoTensors(records, device), model.config.time_scale, batch_size)
+
+
+# ----------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Progress:
+    """Loop position and bookkeeping; everything here goes into last.pt."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_examples: int = 0
+    last_lr: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    best_val_cosine: float = -math.inf
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+    initial_val_cosine: float = float("nan")
+    done: bool = False
+    stopped_early: bool = False
+
+
+def _rng_state() -> dict[str, Any]:
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, key.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@contextmanager
+def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the run; the previous global setting is restored afterwards."""
+    if not enabled:
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def _resume_key(model_config: SpliterConfig, config: TrainConfig, train_ids: list[str], val_ids: list[str]) -> dict:
+    """What must match for a checkpoint directory to be resumed."""
+    train_dict = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_FIELDS}
+    ids_hash = hashlib.sha256(json.dumps([train_ids, val_ids]).encode()).hexdigest()
+    return {"model_config": model_config.to_dict(), "train_config": train_dict, "videos": ids_hash}
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+class _Run:
+    """One call of :func:`train`: model, optimiser, scheduler and progress, with save/restore of all of them."""
+
+    def __init__(
+        self, model_config: SpliterConfig, config: TrainConfig, train: VideoTensors, val: VideoTensors, directory: Path,
+        device: torch.device,
+    ) -> None:
+        self.model_config, self.config, self.train_data, self.val_data = model_config, config, train, val
+        self.directory, self.device = directory, device
+        self.time_scale = float(model_config.time_scale)
+        self.key = _resume_key(model_config, config, train.ids, val.ids)
+        self.steps_per_epoch = len(self.batches(0))
+        self.loss_fn = make_loss(config.loss, config.cos_weight)
+
+        _seed_everything(config.seed)
+        self.model = Spliter(model_config).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        total = self.steps_per_epoch * config.epochs
+        schedule = LrSchedule(config.schedule, round(config.warmup_fraction * total), total, self.steps_per_epoch,
+                              config.gamma)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.progress = _Progress()
+        if (directory / LAST).exists():
+            self.load()
+        else:
+            self.progress.initial_val_cosine = self.validate()
+
+    def batches(self, epoch: int) -> list[list[tuple[int, Example]]]:
+        c = self.config
+        return epoch_batches(self.train_data.times, c.regime, self.time_scale, c.seed, epoch, c.batch_size)
+
+    def validate(self) -> float:
+        value = _val_cosine(self.model, self.val_data, self.time_scale, self.config.eval_batch_size)
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{self.directory}: validation cosine is {value}; lower lr or check the store")
+        return value
+
+    # -- checkpoints
+
+    def save(self) -> None:
+        payload = {
+            "format": _FORMAT,
+            "key": self.key,
+            "train_config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "progress": asdict(self.progress),
+        }
+        _atomic_write(self.directory / LAST, lambda p: torch.save(payload, p))
+        history = json.dumps(self.progress.history, indent=1)
+        _atomic_write(self.directory / HISTORY, lambda p: p.write_text(history))
+
+    def load(self) -> None:
+        path = self.directory / LAST
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # torch raises many types for truncated/foreign files
+            raise ResumeMismatch(f"{path} is unreadable ({type(err).__name__}); delete it to restart") from err
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ResumeMismatch(f"{path} is not a spliter training checkpoint; use another checkpoint_dir")
+        for part in ("model_config", "train_config", "videos"):
+            if payload["key"][part] != self.key[part]:
+                raise ResumeMismatch(
+                    f"{path} was written by a run with a different {part.replace('_', ' ')}; "
+                    "use a new checkpoint_dir (or the original settings) to resume"
+                )
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.progress = _Progress(**payload["progress"])
+        _set_rng_state(payload["rng"])
+
+    def save_best(self, val: float, epoch: int) -> None:
+        extra = {"val_cosine": val, "epoch": epoch, "train_config": self.config.to_dict()}
+        save_spliter(self.model, self.directory / BEST, extra=extra)
+
+    # -- loop
+
+    def step(self, batch: Sequence[tuple[int, Example]]) -> float:
+        inputs = batch_inputs(self.model, self.train_data, batch, self.config.regime, self.time_scale)
+        pred = self.model(inputs.text, inputs.start_state, inputs.step)
+        loss = self.loss_fn(pred.float(), inputs.start_state.float(), inputs.start_true, inputs.target_true)
+        value = loss.item()
+        if not math.isfinite(value):
+            ids = sorted({self.train_data.ids[v] for v, _ in batch})[:5]
+            raise TrainingDiverged(
+                f"{self.directory}: loss is {value} at epoch {self.progress.epoch} step {self.progress.step_in_epoch} "
+                f"(videos {ids}...); lower lr or check the store"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
+
+    def end_epoch(self) -> None:
+        p, c = self.progress, self.config
+        val = self.validate()
+        p.history.append({
+            "epoch": p.epoch,
+            "train_loss": p.epoch_loss_sum / max(1, p.epoch_examples),
+            "val_cosine": val,
+            "lr": p.last_lr,
+            "steps": p.global_step,
+            "examples": p.epoch_examples,
+        })
+        if val > p.best_val_cosine:
+            p.best_val_cosine, p.best_epoch, p.epochs_since_best = val, p.epoch, 0
+            self.save_best(val, p.epoch)
+        else:
+            p.epochs_since_best += 1
+        p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_examples = p.epoch + 1, 0, 0.0, 0
+        p.stopped_early = c.patience is not None and p.epochs_since_best >= c.patience
+        p.done = p.stopped_early or p.epoch >= c.epochs
+        self.save()
+
+    def run(self, callback: Callable[[StepInfo], None] | None) -> bool:
+        """Train to the end (True) or until ``stop_after_steps`` (False)."""
+        p, c = self.progress, self.config
+        while not p.done:
+            batches = self.batches(p.epoch)
+            self.model.train()
+            bar = tqdm(total=len(batches), initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{c.epochs}",
+                       disable=not c.progress, leave=False, dynamic_ncols=True)
+            with bar:
+                for index in range(p.step_in_epoch, len(batches)):
+                    p.last_lr = self.optimizer.param_groups[0]["lr"]
+                    loss = self.step(batches[index])
+                    p.epoch_loss_sum += loss * len(batches[index])
+                    p.epoch_examples += len(batches[index])
+                    p.step_in_epoch, p.global_step = index + 1, p.global_step + 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                    if c.checkpoint_every and p.global_step % c.checkpoint_every == 0:
+                        self.save()
+                    if callback is not None:
+                        callback(StepInfo(p.epoch, p.step_in_epoch, p.global_step, loss, p.last_lr))
+                    if c.stop_after_steps is not None and p.global_step >= c.stop_after_steps:
+                        self.save()
+                        return False
+            self.end_epoch()
+        return True
+
+    def result(self, finished: bool) -> TrainResult:
+        p = self.progress
+        return TrainResult(
+            best_epoch=p.best_epoch,
+            best_val_cosine=p.best_val_cosine,
+            history=[dict(h) for h in p.history],
+            checkpoint=self.directory / BEST,
+            initial_val_cosine=p.initial_val_cosine,
+            finished=finished,
+            stopped_early=p.stopped_early,
+            global_step=p.global_step,
+        )
+
+
+def train(
+    model_config: SpliterConfig,
+    train_config: TrainConfig,
+    store: Any,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    callback: Callable[[StepInfo], None] | None = None,
+) -> TrainResult:
+    """Train a Spliter on the store's train videos, select on its val videos; resumes from checkpoint_dir/last.pt.
+
+    ``callback`` (optional) is called after every optimiser step; an exception from it stops the run, which
+    resumes from the last checkpoint on the next call.
+    """
+    directory = Path(checkpoint_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    device = select_device(train_config.device)
+    where = str(getattr(store, "path", "the embedding store"))
+    train_records, val_records = split_videos(store, train_config.val_fraction)
+    train_data, val_data = VideoTensors(train_records, device), VideoTensors(val_records, device)
+    for data in (train_data, val_data):
+        data.check_against(model_config, where)
+    with _deterministic(train_config.deterministic, device):
+        run = _Run(model_config, train_config, train_data, val_data, directory, device)
+        finished = run.run(callback)
+    return run.result(finished)

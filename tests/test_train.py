@@ -1,0 +1,405 @@
+"""The Trainer on a tiny synthetic store: it learns, selects on validation, and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from spliter.data.synthetic import write_synthetic_store
+from spliter.models import Spliter, SpliterConfig, load_spliter, read_checkpoint
+from spliter.regimes import Example, RegimeConfig
+from spliter.rollout import MeanMotionRollout, RolloutConfig, SpliterRollout, StaticRollout
+from spliter.rotation import rotate
+from spliter.train import (
+    LrSchedule,
+    ResumeMismatch,
+    TrainConfig,
+    TrainingDiverged,
+    VideoTensors,
+    batch_inputs,
+    select_device,
+    split_videos,
+    train,
+    validation_cosine,
+)
+
+DIM, TOKENS = 16, 4
+MODEL = SpliterConfig(dim=DIM, text_tokens=TOKENS, width=8, depth=2, heads=2, dropout=0.0, time_scale=1.0)
+COMBINED = RegimeConfig(back=True, rotate=True, diff=2, pairs_per_video=4)
+# The learning run: all regime components on, so chain-mode rollouts see prediction-from-prediction starts.
+LEARN = TrainConfig(epochs=15, batch_size=32, lr=5e-3, regime=COMBINED, progress=False, device="cpu")
+# The resume runs: dropout on, so the torch RNG state must be restored too; 2 epochs of 24 steps.
+RESUME_MODEL = replace(MODEL, dropout=0.1)
+RESUME = TrainConfig(epochs=2, batch_size=16, lr=3e-3, progress=False, device="cpu",
+                     regime=RegimeConfig(back=True, rotate=True, diff=2, pairs_per_video=2))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two loaded cores: intra-op threads only add contention for these tiny models (and thread counts must
+    # match between an interrupted run and its resumption for bit-equal results).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "synthetic"
+    write_synthetic_store(path, n_videos=32, dim=DIM, text_tokens=TOKENS, frames=8, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(store_path):
+    from spliter.data.store import EmbeddingStore
+
+    return EmbeddingStore.open(store_path)
+
+
+@pytest.fixture(scope="module")
+def learned(store, tmp_path_factory):
+    torch.set_num_threads(1)
+    directory = tmp_path_factory.mktemp("learned")
+    return train(MODEL, LEARN, store, directory), directory
+
+
+@pytest.fixture(scope="module")
+def reference(store, tmp_path_factory):
+    """An uninterrupted resume-config run, to compare interrupted-and-resumed runs against."""
+    torch.set_num_threads(1)
+    directory = tmp_path_factory.mktemp("reference")
+    return train(RESUME_MODEL, RESUME, store, directory), directory
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def assert_same_run(directory: Path, ref_directory: Path) -> None:
+    mine, ref = weights(directory / "last.pt"), weights(ref_directory / "last.pt")
+    assert mine.keys() == ref.keys()
+    assert all(torch.equal(mine[k], ref[k]) for k in ref)
+    best, ref_best = read_checkpoint(directory / "best.pt"), read_checkpoint(ref_directory / "best.pt")
+    assert all(torch.equal(best["state_dict"][k], ref_best["state_dict"][k]) for k in ref_best["state_dict"])
+    assert json.loads((directory / "history.json").read_text()) == json.loads((ref_directory / "history.json").read_text())
+
+
+def rollout_cosine(rollout, records) -> float:
+    """Mean cosine(predicted, true) over frames >= 1, starting from the TRUE first frame embedding."""
+    total, count = 0.0, 0
+    for r in records:
+        out = rollout(r.text_hidden[None], r.text_embed[None], r.frame_embeds[:1], r.frame_times - r.frame_times[0])
+        cos = F.cosine_similarity(out[0, 1:], r.frame_embeds[1:], dim=-1)
+        total, count = total + float(cos.sum()), count + len(cos)
+    return total / count
+
+
+# ------------------------------------------------------------------------------------------- a full run
+
+
+def test_a_run_writes_checkpoints_and_history_and_improves_val_cosine(learned, store):
+    result, directory = learned
+    assert {"last.pt", "best.pt", "history.json"} <= {p.name for p in directory.iterdir()}
+    assert result.finished and result.checkpoint == directory / "best.pt"
+    history = json.loads((directory / "history.json").read_text())
+    assert history == result.history
+    assert [h["epoch"] for h in history] == list(range(len(history)))
+    assert all(math.isfinite(h["train_loss"]) and h["examples"] > 0 for h in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # Selection: best.pt is the epoch with the highest validation cosine, and it beats the untrained model.
+    best = max(history, key=lambda h: h["val_cosine"])
+    assert (result.best_epoch, result.best_val_cosine) == (best["epoch"], best["val_cosine"])
+    assert result.best_val_cosine > result.initial_val_cosine + 0.01
+    payload = read_checkpoint(result.checkpoint)
+    assert payload["extra"]["epoch"] == result.best_epoch
+    assert payload["extra"]["val_cosine"] == pytest.approx(result.best_val_cosine)
+    assert TrainConfig.from_dict(payload["extra"]["train_config"]) == LEARN
+    model = load_spliter(result.checkpoint)
+    assert model.config == MODEL  # the time scale comes from the model config, stored with the weights
+    assert validation_cosine(model, store.split("val")) == pytest.approx(result.best_val_cosine, abs=1e-6)
+
+
+def test_the_initial_val_cosine_is_that_of_the_untrained_model(learned, store):
+    torch.manual_seed(LEARN.seed)
+    untrained = Spliter(MODEL)
+    assert validation_cosine(untrained, store.split("val")) == pytest.approx(learned[0].initial_val_cosine, abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["step", "chain"])
+def test_trained_spliter_beats_static_and_mean_motion_on_held_out_videos(learned, store, mode):
+    val = store.split("val")
+    model = load_spliter(learned[0].checkpoint)
+    spliter = rollout_cosine(SpliterRollout(model, RolloutConfig(mode=mode)), val)
+    static = rollout_cosine(StaticRollout(), val)
+    mean_motion = rollout_cosine(MeanMotionRollout.fit(store, "train"), val)
+    assert spliter > max(static, mean_motion) + 0.005, (spliter, static, mean_motion)
+
+
+def test_calling_train_again_on_a_finished_run_returns_its_result_without_training(learned, store):
+    result, directory = learned
+    before = (directory / "last.pt").stat().st_mtime_ns
+    again = train(MODEL, LEARN, store, directory)
+    assert again == result
+    assert (directory / "last.pt").stat().st_mtime_ns == before
+
+
+# ------------------------------------------------------------------------------------------- resume
+
+
+@pytest.mark.parametrize("stop_after", [10, 24, 30])  # mid-epoch, at an epoch's last step, in epoch 2
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(store, reference, tmp_path, stop_after):
+    partial = train(RESUME_MODEL, replace(RESUME, stop_after_steps=stop_after), store, tmp_path)
+    assert not partial.finished and partial.global_step == stop_after
+    resumed = train(RESUME_MODEL, replace(RESUME, checkpoint_every=7), store, tmp_path)
+    ref_result, ref_dir = reference
+    assert resumed.finished and resumed.global_step == ref_result.global_step
+    assert resumed.history == ref_result.history
+    assert_same_run(tmp_path, ref_dir)
+
+
+def test_exception_in_a_callback_stops_the_run_and_resume_continues_from_the_last_checkpoint(
+    store, reference, tmp_path
+):
+    seen = []
+
+    def crash(info):
+        seen.append(info)
+        if info.global_step == 17:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(RESUME_MODEL, replace(RESUME, checkpoint_every=5), store, tmp_path, callback=crash)
+    assert [s.global_step for s in seen] == list(range(1, 18))
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["global_step"] == 15
+    train(RESUME_MODEL, RESUME, store, tmp_path)
+    assert_same_run(tmp_path, reference[1])
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time, torch
+    torch.set_num_threads(1)
+    from spliter.data.store import EmbeddingStore
+    from spliter.models import SpliterConfig
+    from spliter.train import TrainConfig, train
+    store_path, directory, model_config, train_config = sys.argv[1:]
+    slow = lambda info: time.sleep(0.05)  # leaves time to be killed mid-run
+    train(SpliterConfig.from_dict(json.loads(model_config)), TrainConfig.from_dict(json.loads(train_config)),
+          EmbeddingStore.open(store_path), directory, callback=slow)
+    """
+)
+
+
+def test_a_sigkilled_run_resumes_to_the_same_weights(store_path, store, reference, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    # deterministic=False spares the child torch's slow import of its compiler config; CPU kernels are
+    # deterministic anyway, and the resumed run below keeps the default.
+    child_config = replace(RESUME, checkpoint_every=3, deterministic=False)
+    configs = [json.dumps(RESUME_MODEL.to_dict()), json.dumps(child_config.to_dict())]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(store_path), str(tmp_path), *configs], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "last.pt").exists():
+            assert child.poll() is None, "the training subprocess exited before writing last.pt"
+            assert time.monotonic() < deadline, "no last.pt after 60 s"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    progress = torch.load(tmp_path / "last.pt", weights_only=True)["progress"]
+    assert not progress["done"] and 0 < progress["global_step"] < reference[0].global_step
+    result = train(RESUME_MODEL, RESUME, store, tmp_path)
+    assert result.history == reference[0].history
+    assert_same_run(tmp_path, reference[1])
+
+
+def test_resuming_with_other_settings_is_refused(store, reference, tmp_path):
+    train(RESUME_MODEL, replace(RESUME, stop_after_steps=2), store, tmp_path)
+    with pytest.raises(ResumeMismatch, match="different train config"):
+        train(RESUME_MODEL, replace(RESUME, lr=1e-2), store, tmp_path)
+    with pytest.raises(ResumeMismatch, match="different model config"):
+        train(replace(RESUME_MODEL, time_scale=2.0), RESUME, store, tmp_path)
+    # Runtime-only settings may change between the interrupted and the resumed call.
+    train(RESUME_MODEL, replace(RESUME, progress=True, checkpoint_every=100, stop_after_steps=3), store, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- regimes, losses
+
+
+@pytest.mark.parametrize(
+    "regime",
+    [
+        RegimeConfig(),
+        RegimeConfig(back=True),
+        RegimeConfig(rotate=True),
+        RegimeConfig(rotate=True, rotation_convention="legacy_row", rotation_power=0.0),
+        RegimeConfig(diff=1),
+        RegimeConfig(diff=2),
+        RegimeConfig(diff=2, diff_grad="backprop"),
+        RegimeConfig(back=True, rotate=True, diff=2),
+    ],
+    ids=["base", "back", "rotate", "rotate-legacy-full", "diff1", "diff2", "diff2-backprop", "combined"],
+)
+@pytest.mark.parametrize("loss", ["displacement", "legacy"])
+def test_every_regime_and_loss_trains_with_finite_loss(store, tmp_path, regime, loss):
+    losses = []
+    config = TrainConfig(epochs=1, batch_size=16, regime=replace(regime, pairs_per_video=3), loss=loss,
+                         stop_after_steps=3, progress=False, device="cpu")
+    result = train(RESUME_MODEL, config, store, tmp_path, callback=lambda info: losses.append(info.loss))
+    assert result.global_step == 3 and len(losses) == 3
+    assert all(math.isfinite(v) for v in losses)
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in weights(tmp_path / "last.pt").items()
+               if k.startswith("out_proj"))  # the zero-initialised output moved: gradients flowed
+
+
+def test_backprop_through_the_chain_changes_the_update(store, tmp_path):
+    def first_step(diff_grad):
+        regime = RegimeConfig(diff=2, diff_grad=diff_grad, pairs_per_video=3)
+        config = TrainConfig(epochs=1, batch_size=16, regime=regime, stop_after_steps=2, progress=False,
+                             device="cpu")
+        train(RESUME_MODEL, config, store, tmp_path / diff_grad)
+        return weights(tmp_path / diff_grad / "last.pt")
+
+    stop, backprop = first_step("stop"), first_step("backprop")
+    assert any(not torch.equal(stop[k], backprop[k]) for k in stop)
+
+
+# ------------------------------------------------------------------------------------------- pieces
+
+
+@pytest.mark.parametrize("diff_grad", ["stop", "backprop"])
+def test_batch_start_states_follow_each_examples_record(store, diff_grad):
+    """Each row's start state, text, step and true frames come from its own (video, way, start, target, chain)."""
+    records = store.split("train")[:3]
+    videos = VideoTensors(records, torch.device("cpu"))
+    model = Spliter(replace(MODEL, dropout=0.0))
+    torch.nn.init.normal_(model.out_proj.weight, std=0.1)  # a fresh model returns its start: make hops visible
+    regime = RegimeConfig(rotation_power=2.0, diff_grad=diff_grad)
+    t1 = records[1].frame_times.tolist()
+    t2 = records[2].frame_times.tolist()
+    batch = [
+        (2, Example("back", 3, "rotated_prior", 1, (t2[1] - t2[3]) / 1.0)),
+        (0, Example("normal", 0, "prior", 5, 0.0)),  # step deliberately not t5 - t0: rows carry their own step
+        (1, Example("normal", 4, "prediction", 6, (t1[6] - t1[4]) / 1.0, (0, 2, 4))),
+    ]
+    got = batch_inputs(model, videos, batch, regime, time_scale=1.0)
+
+    def rec(i):
+        r = records[i]
+        return r.text_hidden[None], r.prior_embed[None], r.text_embed[None], r.frame_embeds
+
+    def cos(a, b):
+        return F.cosine_similarity(a, b, dim=-1)
+
+    # Rows come grouped by source: prediction, prior, rotated_prior.
+    h, u, t, e = rec(1)
+    state, text = u, h
+    for a, b in ((0, 2), (2, 4)):
+        state = model(text, state, torch.tensor([t1[b] - t1[a]], dtype=torch.float32))
+        text = rotate(h, u, state, weight=cos(u, t), power=2.0)
+    torch.testing.assert_close(got.start_state[0:1], state)
+    torch.testing.assert_close(got.text[0:1], text)
+    assert torch.equal(got.start_true[0], e[4]) and torch.equal(got.target_true[0], e[6])
+    assert got.start_state.requires_grad == (diff_grad == "backprop")
+
+    h, u, t, e = rec(0)
+    assert torch.equal(got.start_state[1:2], u) and torch.equal(got.text[1:2], h)
+    assert torch.equal(got.start_true[1], e[0]) and torch.equal(got.target_true[1], e[5])
+    assert got.step[1] == 0.0
+
+    h, u, t, e = rec(2)
+    last = len(t2) - 1  # the back way's base frame
+    u_rot = rotate(u, e[last][None], e[3][None], weight=cos(e[last][None], u), power=2.0)
+    torch.testing.assert_close(got.start_state[2:3], u_rot)
+    torch.testing.assert_close(got.text[2:3], rotate(h, u, u_rot, weight=cos(u, t), power=2.0))
+    assert torch.equal(got.start_true[2], e[3]) and torch.equal(got.target_true[2], e[1])
+    assert got.step[2] == pytest.approx(t2[1] - t2[3]) and got.step[2] < 0
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(store, tmp_path):
+    # An lr far below fp32 resolution leaves the model (and so the val cosine) unchanged.
+    config = TrainConfig(epochs=10, batch_size=64, lr=1e-20, patience=2, progress=False, device="cpu")
+    result = train(MODEL, config, store, tmp_path)
+    assert result.stopped_early and result.finished
+    assert len(result.history) == 3 and result.best_epoch == 0
+
+
+def test_divergence_is_raised_not_trained_through(store, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=16, lr=1e30, grad_clip=0.0, weight_decay=0.0, progress=False,
+                         device="cpu")
+    with pytest.raises(TrainingDiverged, match="lower lr"):
+        train(MODEL, config, store, tmp_path)
+
+
+def test_without_a_val_split_videos_are_split_by_hashed_id(tmp_path):
+    store = write_synthetic_store(tmp_path / "noval", n_videos=40, dim=DIM, text_tokens=TOKENS, frames=3,
+                                  val_fraction=0.0)
+    assert store.split("val") == []
+    train_records, val_records = split_videos(store, 0.25)
+    train_ids, val_ids = {r.video_id for r in train_records}, {r.video_id for r in val_records}
+    assert train_ids | val_ids == set(store.ids()) and not train_ids & val_ids
+    assert 3 <= len(val_ids) <= 17  # about a quarter of 40
+    assert {r.video_id for r in split_videos(store, 0.25)[1]} == val_ids  # deterministic
+    assert val_ids < {r.video_id for r in split_videos(store, 0.6)[1]}  # a larger fraction keeps the smaller one
+    tiny = write_synthetic_store(tmp_path / "one", n_videos=1, dim=DIM, text_tokens=TOKENS, frames=3,
+                                 val_fraction=0.0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_videos(tiny, 0.01)
+
+
+def test_a_model_config_that_does_not_fit_the_store_is_refused(store, tmp_path):
+    with pytest.raises(ValueError, match="text_tokens=77"):
+        train(replace(MODEL, text_tokens=77), RESUME, store, tmp_path)
+
+
+def test_schedules_warm_up_then_decay():
+    cosine = LrSchedule("cosine", warmup_steps=4, total_steps=20, steps_per_epoch=5, gamma=0.5)
+    assert [cosine(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cosine(4) == 1.0 and cosine(12) == pytest.approx(0.5) and cosine(20) == pytest.approx(0.0)
+    assert all(cosine(s) >= cosine(s + 1) for s in range(4, 20))
+    exponential = LrSchedule("exponential", warmup_steps=0, total_steps=20, steps_per_epoch=5, gamma=0.5)
+    assert [exponential(s) for s in (0, 4, 5, 9, 10, 19)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.125]
+    assert LrSchedule("constant", 0, 20, 5, 0.5)(13) == 1.0
+
+
+def test_device_selection():
+    assert select_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert select_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        select_device("tpu-of-my-dreams")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"epochs": 0}, {"batch_size": 0}, {"lr": 0.0}, {"schedule": "linear"}, {"loss": "mse"}, {"val_fraction": 1.0},
+     {"patience": 0}, {"seed": -1}, {"grad_clip": float("nan")}],
+)
+def test_invalid_train_configs_are_refused(bad):
+    with pytest.raises(ValueError, match="TrainConfig"):
+        TrainConfig(**bad)
+
+
+def test_train_config_round_trips_through_a_dict():
+    assert TrainConfig.from_dict(LEARN.to_dict()) == LEARN
+    assert TrainConfig.from_dict(json.loads(json.dumps(LEARN.to_dict()))).regime == COMBINED
