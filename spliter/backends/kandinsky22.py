@@ -1,0 +1,493 @@
+"""Kandinsky 2.2 backends over the diffusers pipelines.
+
+`DiffusersBackend` implements the Backend protocol on a `KandinskyV22PriorPipeline` (CLIP text and image
+encoders, prior) and a `KandinskyV22Pipeline` (UNet decoder + MoVQ). Three ways to get the pipelines:
+- `Kandinsky22Backend`: the real weights from local diffusers folders or the HF cache, never the network;
+- `RandomKandinsky22Backend`: the real architectures with seeded random weights, for speed/memory figures;
+- `spliter.backends.tiny.TinyBackend`: the same classes with tiny configs, for tests.
+diffusers and transformers are imported only when pipelines are built, so a missing-weights error is
+raised before any heavy import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from spliter.backends.base import WeightsNotFound, frozen_dtype, resolve_device
+
+if TYPE_CHECKING:
+    from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+
+PRIOR_HUB_ID = "kandinsky-community/kandinsky-2-2-prior"
+DECODER_HUB_ID = "kandinsky-community/kandinsky-2-2-decoder"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+# ------------------------------------------------------------------------------------------------- backend
+
+
+class DiffusersBackend:
+    """The Backend protocol on Kandinsky 2.2 diffusers pipelines; either pipeline may be absent (None).
+
+    Seeds become CPU `torch.Generator`s, one per row, so a row's result does not depend on the rest of the
+    batch nor on the device the models run on.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        prior_pipe: KandinskyV22PriorPipeline | None,
+        decoder_pipe: KandinskyV22Pipeline | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        identity: dict[str, Any],
+        frame_batch_size: int = 64,
+        decode_batch_size: int = 16,
+    ) -> None:
+        if prior_pipe is None and decoder_pipe is None:
+            raise ValueError(f"backend {name}: build at least one of the prior and decoder pipelines")
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.frame_batch_size = frame_batch_size
+        self.decode_batch_size = decode_batch_size
+        self._prior = prior_pipe
+        self._decoder = decoder_pipe
+        for pipe in (prior_pipe, decoder_pipe):
+            if pipe is not None:
+                pipe.set_progress_bar_config(disable=True)
+        if prior_pipe is not None:
+            self.dim = int(prior_pipe.prior.config.embedding_dim)
+            self.text_tokens = int(prior_pipe.tokenizer.model_max_length)
+        else:
+            self.dim = int(decoder_pipe.unet.config.encoder_hid_dim)
+            self.text_tokens = 77
+        self._identity = {"name": name, "dim": self.dim, "text_tokens": self.text_tokens, **identity}
+        self._identity.update(dtype=str(dtype).removeprefix("torch."), device=device.type)
+
+    def identity(self) -> dict[str, Any]:
+        """Name, weights, dtype and device type: enough to tell whether two stores are comparable."""
+        return dict(self._identity)
+
+    @property
+    def prior_pipeline(self) -> KandinskyV22PriorPipeline | None:
+        """The underlying prior pipeline (text/image encoders, prior), e.g. for benchmarks."""
+        return self._prior
+
+    @property
+    def decoder_pipeline(self) -> KandinskyV22Pipeline | None:
+        """The underlying decoder pipeline (UNet, MoVQ, scheduler), e.g. for benchmarks."""
+        return self._decoder
+
+    # ---------------------------------------------------------------------------------------- prior side
+
+    @torch.no_grad()
+    def encode_text(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text_hidden (B,T,D), text_embed (B,D)): the prior's CLIP text tower, padded/truncated to T tokens."""
+        pipe = self._need_prior("encode_text")
+        captions = _captions(captions)
+        tokens = pipe.tokenizer(
+            captions, padding="max_length", max_length=self.text_tokens, truncation=True, return_tensors="pt"
+        )
+        # No attention mask, exactly as the prior pipeline encodes prompts (CLIP's causal mask makes it moot).
+        out = pipe.text_encoder(tokens.input_ids.to(self.device))
+        return _cpu(out.last_hidden_state), _cpu(out.text_embeds)
+
+    @torch.no_grad()
+    def prior(
+        self, captions: Sequence[str], seeds: Sequence[int], steps: int, guidance: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prior_embed (B,D), negative (B,D)); negative is the prior pipeline's zero-image embedding."""
+        pipe = self._need_prior("prior")
+        captions = _captions(captions)
+        generators = _generators(seeds, len(captions))
+        out = pipe(
+            prompt=captions,
+            num_inference_steps=_positive(steps, "steps"),
+            guidance_scale=float(guidance),
+            generator=generators if len(generators) > 1 else generators[0],
+            output_type="pt",
+        )
+        return _finite(_cpu(out.image_embeds), "prior embedding"), _cpu(out.negative_image_embeds)
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (N,H,W,3) RGB frames -> CLIP image embeddings (N,D) via the prior's image processor."""
+        pipe = self._need_prior("encode_frames")
+        pixels = torch.as_tensor(frames)
+        if pixels.dtype != torch.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 (N, H, W, 3), got {pixels.dtype} {tuple(pixels.shape)}")
+        chunks = []
+        for start in range(0, len(pixels), self.frame_batch_size):
+            batch = pixels[start : start + self.frame_batch_size].permute(0, 3, 1, 2)
+            values = pipe.image_processor(batch, return_tensors="pt", input_data_format="channels_first").pixel_values
+            chunks.append(pipe.image_encoder(values.to(self.device, self.dtype)).image_embeds)
+        if not chunks:
+            return torch.zeros(0, self.dim)
+        return _cpu(torch.cat(chunks))
+
+    # -------------------------------------------------------------------------------------- decoder side
+
+    @torch.no_grad()
+    def decode(
+        self,
+        embeds: torch.Tensor,
+        negative: torch.Tensor,
+        seeds: Sequence[int],
+        steps: int,
+        guidance: float,
+        size: int,
+    ) -> np.ndarray:
+        """Image embeddings (N,D) -> uint8 images (N,size,size,3), decoded in chunks of decode_batch_size."""
+        pipe = self._need_decoder("decode")
+        embeds = _finite(torch.as_tensor(embeds, dtype=torch.float32), "image embeddings to decode")
+        negative = torch.as_tensor(negative, dtype=torch.float32)
+        if embeds.ndim != 2 or embeds.shape[1] != self.dim or negative.shape != embeds.shape:
+            raise ValueError(
+                f"decode needs embeds and negative of shape (N, {self.dim}), got {tuple(embeds.shape)} "
+                f"and {tuple(negative.shape)}"
+            )
+        generators = _generators(seeds, len(embeds))
+        quantum = pipe.movq_scale_factor**2
+        if size < quantum or size % quantum:
+            raise ValueError(f"size must be a positive multiple of {quantum} for this decoder, got {size}")
+        images = []
+        for start in range(0, len(embeds), self.decode_batch_size):
+            stop = start + self.decode_batch_size
+            gens = generators[start:stop]
+            out = pipe(
+                image_embeds=embeds[start:stop].to(self.device, self.dtype),
+                negative_image_embeds=negative[start:stop].to(self.device, self.dtype),
+                height=size,
+                width=size,
+                num_inference_steps=_positive(steps, "steps"),
+                guidance_scale=float(guidance),
+                generator=gens if len(gens) > 1 else gens[0],
+                output_type="np",
+            )
+            images.append(out.images)
+        if not images:
+            return np.zeros((0, size, size, 3), dtype=np.uint8)
+        pixels = np.concatenate(images)
+        if not np.isfinite(pixels).all():
+            raise ValueError(f"backend {self.name}: the decoder produced non-finite pixels; try dtype=float32")
+        return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def _need_prior(self, method: str) -> KandinskyV22PriorPipeline:
+        if self._prior is None:
+            raise ValueError(f"backend {self.name} was built without the prior components, so {method} is unavailable")
+        return self._prior
+
+    def _need_decoder(self, method: str) -> KandinskyV22Pipeline:
+        if self._decoder is None:
+            raise ValueError(f"backend {self.name} was built without the decoder components, so {method} is unavailable")
+        return self._decoder
+
+
+def _captions(captions: Sequence[str]) -> list[str]:
+    if isinstance(captions, str):
+        raise TypeError("captions must be a sequence of strings, not one string")
+    return [str(caption) for caption in captions]
+
+
+def _generators(seeds: Sequence[int], count: int) -> list[torch.Generator]:
+    seeds = [int(seed) for seed in seeds]
+    if len(seeds) != count or count == 0:
+        raise ValueError(f"need one seed per row: {count} rows, {len(seeds)} seeds")
+    return [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+
+
+def _positive(value: int, what: str) -> int:
+    if int(value) < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+    return int(value)
+
+
+def _cpu(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to("cpu", torch.float32).contiguous()
+
+
+def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{what} contains NaN or inf; check the inputs (or use dtype=float32 on this device)")
+    return tensor
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Build modules from `seed` without touching the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# -------------------------------------------------------------------------------------------- real weights
+
+
+def weights_problem(source: str | os.PathLike, what: str, hub_id: str, cache_dir: str | None = None) -> str | None:
+    """None when `source` (a diffusers folder or a hub id) is available offline, else the one-line reason."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cache = Path(cache_dir or constants.HF_HUB_CACHE)
+    text = str(source)
+    folder = Path(text).expanduser()
+    download = f"download it on a machine with internet: hf download {hub_id}"
+    if folder.is_dir() and (folder / "model_index.json").is_file():
+        return None
+    if folder.exists() or not _HUB_ID.match(text):
+        return (
+            f"Kandinsky 2.2 {what} weights not found: expected a diffusers folder at {folder} (with model_index.json) "
+            f"or {hub_id!r} in the HF cache at {cache}; {download} --local-dir {folder}"
+        )
+    if isinstance(try_to_load_from_cache(text, "model_index.json", cache_dir=cache), str):
+        return None
+    return (
+        f"Kandinsky 2.2 {what} weights not found: expected {text!r} in the HF cache at {cache} (or a local "
+        f"diffusers folder with model_index.json); {download.replace(hub_id, text)}"
+    )
+
+
+def missing_kandinsky_weights(
+    prior: str | os.PathLike = PRIOR_HUB_ID,
+    decoder: str | os.PathLike = DECODER_HUB_ID,
+    cache_dir: str | None = None,
+    **_: Any,
+) -> list[str]:
+    """The one-line problems of the prior and decoder sources (empty when both load offline)."""
+    problems = (
+        weights_problem(prior, "prior", PRIOR_HUB_ID, cache_dir),
+        weights_problem(decoder, "decoder", DECODER_HUB_ID, cache_dir),
+    )
+    return [problem for problem in problems if problem is not None]
+
+
+class Kandinsky22Backend(DiffusersBackend):
+    """The real Kandinsky 2.2 prior and decoder, loaded from local folders or the HF cache (never the network)."""
+
+    def __init__(
+        self,
+        prior: str | os.PathLike = PRIOR_HUB_ID,
+        decoder: str | os.PathLike = DECODER_HUB_ID,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype | str | None = None,
+        cache_dir: str | None = None,
+        frame_batch_size: int = 64,
+        decode_batch_size: int = 16,
+    ) -> None:
+        problems = missing_kandinsky_weights(prior, decoder, cache_dir)
+        if problems:
+            raise WeightsNotFound(problems[0])
+        from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+
+        target = resolve_device(device)
+        precision = frozen_dtype(target, dtype)
+        prior_pipe = _load(KandinskyV22PriorPipeline, prior, "prior", precision, cache_dir)
+        decoder_pipe = _load(KandinskyV22Pipeline, decoder, "decoder", precision, cache_dir)
+        super().__init__(
+            "kandinsky22",
+            prior_pipe.to(target),
+            decoder_pipe.to(target),
+            target,
+            precision,
+            {"prior": str(prior), "decoder": str(decoder)},
+            frame_batch_size=frame_batch_size,
+            decode_batch_size=decode_batch_size,
+        )
+
+
+def _load(cls: type, source: str | os.PathLike, what: str, dtype: torch.dtype, cache_dir: str | None) -> Any:
+    try:
+        return cls.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True, cache_dir=cache_dir)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsNotFound(
+            f"Kandinsky 2.2 {what} at {source} could not be loaded ({reason}); re-download the complete folder"
+        ) from error
+
+
+# ------------------------------------------------------------------------------------------ random weights
+
+# Public configs of the real models, for random-weight speed/memory measurements only.
+# Decoder UNet (kandinsky-community/kandinsky-2-2-decoder unet/config.json). UNCERTAIN: block_out_channels.
+# [384, 768, 1152, 1536] (the value of the diffusers conversion script for Kandinsky 2.1, whose UNet 2.2 keeps)
+# gives 1.25 B parameters, matching the published "Latent Diffusion U-Net - 1.22B"; [384, 768, 1536, 3072],
+# seen in one third-party fixture, would give 3.3 B. Override with unet_block_out_channels=...
+REAL_UNET_CONFIG: dict[str, Any] = {
+    "in_channels": 4,
+    "out_channels": 8,
+    "block_out_channels": (384, 768, 1152, 1536),
+    "layers_per_block": 3,
+    "cross_attention_dim": 768,
+    "encoder_hid_dim": 1280,
+    "encoder_hid_dim_type": "image_proj",
+    "addition_embed_type": "image",
+    "addition_embed_type_num_heads": 64,
+    "attention_head_dim": 64,
+    "resnet_time_scale_shift": "scale_shift",
+    "down_block_types": ("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
+    "up_block_types": ("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
+    "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
+    "sample_size": 64,
+}
+# MoVQ (decoder movq/config.json; the diffusers conversion script's MOVQ_CONFIG): 67.8 M parameters,
+# matching the published "MoVQ encoder/decoder - 67M".
+REAL_MOVQ_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "down_block_types": ("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
+    "up_block_types": ("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
+    "block_out_channels": (128, 256, 256, 512),
+    "layers_per_block": 2,
+    "num_vq_embeddings": 16384,
+    "vq_embed_dim": 4,
+    "norm_type": "spatial",
+}
+# Prior (prior/prior/config.json): PriorTransformer defaults with a 1280-d CLIP space: 1.03 B parameters,
+# matching the published "Diffusion Image Prior - 1B". UNCERTAIN beyond embedding_dim: the remaining values
+# are the diffusers defaults, which the published parameter count supports.
+REAL_PRIOR_CONFIG: dict[str, Any] = {
+    "num_attention_heads": 32,
+    "attention_head_dim": 64,
+    "num_layers": 20,
+    "embedding_dim": 1280,
+    "num_embeddings": 77,
+    "additional_embeddings": 4,
+}
+# Schedulers (scheduler_config.json of each repo). UNCERTAIN: clip_sample_range of the prior (5.0 in the
+# Kandinsky 2.1 prior; the diffusers tests use 10.0) and the decoder's DDPM details beyond the beta schedule.
+REAL_PRIOR_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "variance_type": "fixed_small_log",
+    "prediction_type": "sample",
+    "clip_sample": True,
+    "clip_sample_range": 5.0,
+}
+REAL_DECODER_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "clip_sample": False,
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+    "variance_type": "fixed_small",
+}
+# CLIP ViT-bigG/14 towers of the prior (text_encoder/ and image_encoder/ config.json, metrics.md §4).
+REAL_TEXT_CONFIG: dict[str, Any] = {
+    "hidden_size": 1280,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "intermediate_size": 5120,
+    "projection_dim": 1280,
+    "hidden_act": "gelu",
+}
+REAL_VISION_CONFIG: dict[str, Any] = {
+    "hidden_size": 1664,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 16,
+    "intermediate_size": 8192,
+    "patch_size": 14,
+    "image_size": 224,
+    "projection_dim": 1280,
+    "hidden_act": "gelu",
+}
+COMPONENTS = ("prior", "decoder")
+
+
+class RandomKandinsky22Backend(DiffusersBackend):
+    """The real Kandinsky 2.2 architectures with seeded random weights (for speed and memory figures only).
+
+    components=("decoder",) skips the ~10 GiB of CLIP ViT-bigG towers and the 1 B prior; the prior-side
+    methods then raise.
+    """
+
+    def __init__(
+        self,
+        components: Sequence[str] = COMPONENTS,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype | str | None = None,
+        seed: int = 0,
+        unet_block_out_channels: Sequence[int] | None = None,
+        frame_batch_size: int = 16,
+        decode_batch_size: int = 16,
+    ) -> None:
+        components = tuple(components)
+        unknown = set(components) - set(COMPONENTS)
+        if unknown or not components:
+            raise ValueError(f"components must be a non-empty subset of {COMPONENTS}, got {components}")
+        target = resolve_device(device)
+        precision = frozen_dtype(target, dtype)
+        unet = dict(REAL_UNET_CONFIG)
+        if unet_block_out_channels is not None:
+            unet["block_out_channels"] = tuple(int(c) for c in unet_block_out_channels)
+        with seeded_init(seed):
+            prior_pipe = _random_prior(target, precision) if "prior" in components else None
+            decoder_pipe = _random_decoder(unet, target, precision) if "decoder" in components else None
+        super().__init__(
+            "kandinsky22-random",
+            prior_pipe,
+            decoder_pipe,
+            target,
+            precision,
+            {"seed": seed, "components": list(components), "unet_block_out_channels": list(unet["block_out_channels"])},
+            frame_batch_size=frame_batch_size,
+            decode_batch_size=decode_batch_size,
+        )
+
+
+def placed(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """A frozen module on device/dtype; big ones are moved as soon as built, so the host holds one fp32 tower at a time."""
+    # torch's own `to`: diffusers' override warns about fp32-only modules on every dtype cast, even when
+    # the model has none.
+    return torch.nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def _random_prior(device: torch.device, dtype: torch.dtype) -> KandinskyV22PriorPipeline:
+    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    from spliter.backends.tokenizer import CLIP_BOS_ID, CLIP_EOS_ID, CLIP_VOCAB_SIZE, clip_tokenizer
+
+    text = CLIPTextConfig(
+        **REAL_TEXT_CONFIG,
+        vocab_size=CLIP_VOCAB_SIZE,
+        max_position_embeddings=77,
+        bos_token_id=CLIP_BOS_ID,
+        eos_token_id=CLIP_EOS_ID,
+        pad_token_id=CLIP_EOS_ID,
+    )
+    return KandinskyV22PriorPipeline(
+        prior=placed(PriorTransformer(**REAL_PRIOR_CONFIG), device, dtype),
+        text_encoder=placed(CLIPTextModelWithProjection(text), device, dtype),
+        image_encoder=placed(CLIPVisionModelWithProjection(CLIPVisionConfig(**REAL_VISION_CONFIG)), device, dtype),
+        tokenizer=clip_tokenizer(77),
+        scheduler=UnCLIPScheduler(**REAL_PRIOR_SCHEDULER),
+        image_processor=CLIPImageProcessor(),  # 224 px, bicubic, OpenAI mean/std: the prior's own settings
+    )
+
+
+def _random_decoder(unet: dict[str, Any], device: torch.device, dtype: torch.dtype) -> KandinskyV22Pipeline:
+    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+
+    return KandinskyV22Pipeline(
+        unet=placed(UNet2DConditionModel(**unet), device, dtype),
+        scheduler=DDPMScheduler(**REAL_DECODER_SCHEDULER),
+        movq=placed(VQModel(**REAL_MOVQ_CONFIG), device, dtype),
+    )

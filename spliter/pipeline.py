@@ -1,0 +1,315 @@
+"""Encode captioned videos into an embedding store, and generate videos from prompts through a rollout.
+
+Both are handed directories and know nothing of studies. Seeds are derived with `derive_seed` (sha256), so a
+result depends only on its inputs, never on the order or batch it was computed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spliter.backends.base import Backend
+from spliter.data.datasets import CaptionedVideo
+from spliter.data.store import EmbeddingStore
+from spliter.data.video import (
+    VideoClip,
+    VideoError,
+    center_crop_square,
+    read_video,
+    resize_frames,
+    sample_clip,
+    write_gif,
+    write_mp4,
+)
+from spliter.rollout import Rollout
+
+NOISE_POLICIES = ("same", "per_frame")
+SKIPPED_FILE = "skipped.json"
+# Extra seconds decoded past the last sampled tick, so the frame shown at that tick is always read.
+_READ_MARGIN_S = 1.0
+
+
+@dataclass
+class EncodeReport:
+    """What one encode_videos call did: how many videos it added, and each skipped (video_id, reason)."""
+
+    encoded: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A generation prompt; `id` names its output files, so it must be a plain file-name stem."""
+
+    id: str
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.id or self.id in {".", ".."} or any(c in self.id for c in "/\\\0"):
+            raise ValueError(f"prompt id {self.id!r} must be a non-empty file-name stem without / or \\")
+
+
+@dataclass(frozen=True)
+class GeneratedVideo:
+    """One rendered sample: out_dir/<prompt_id>-<sample_idx>.{mp4,gif,json}."""
+
+    prompt_id: str
+    sample_idx: int
+    gen_seed: int
+    mp4: Path
+    gif: Path
+    meta: Path
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from the sha256 of the parts; ints and strings are tagged, so 1 and "1" differ."""
+    tagged = []
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, int | str | np.integer):
+            raise TypeError(f"derive_seed takes ints and strings, got {type(part).__name__} {part!r}")
+        tagged.append(f"s:{part}" if isinstance(part, str) else f"i:{int(part)}")
+    digest = hashlib.sha256("\x1f".join(tagged).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+# ------------------------------------------------------------------------------------------------- encoding
+
+
+def assign_split(video_id: str, val_fraction: float, split_seed: int = 0) -> str:
+    """'val' for a fixed pseudo-random val_fraction of ids (from split_seed and the id alone), else 'train'."""
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    return "val" if derive_seed(split_seed, video_id) / 2.0**63 < val_fraction else "train"
+
+
+def load_frames(video: CaptionedVideo, frames: int, fps: float | None, size: int) -> VideoClip:
+    """Decode, sample `frames` frames (at `fps`, or spread over the clip), centre-crop square, resize to `size`."""
+    end_s = None if fps is None else (frames - 1) / fps + _READ_MARGIN_S
+    clip = sample_clip(read_video(video.path, end_s=end_s), n_frames=frames, fps=fps)
+    pixels = resize_frames(center_crop_square(clip.frames), size)
+    return VideoClip(frames=np.ascontiguousarray(pixels), times=clip.times, fps=clip.fps, path=clip.path)
+
+
+def encode_videos(
+    videos: Sequence[CaptionedVideo],
+    backend: Backend,
+    store_path: str | os.PathLike,
+    *,
+    frames: int = 16,
+    fps: float | None = None,
+    size: int = 224,
+    prior_seed: int = 0,
+    prior_steps: int = 25,
+    guidance: float = 4.0,
+    batch_size: int = 16,
+    val_fraction: float = 0.2,
+    split_seed: int = 0,
+    progress: bool = True,
+) -> EncodeReport:
+    """Encode videos into the store at store_path (created, or appended to: videos already there are skipped).
+
+    Per video: `frames` frames -> frame embeddings; per caption (batched): text states and embedding, and the
+    prior embedding from seed prior_seed. A video that cannot be read (any VideoError) is skipped with its
+    reason; the skip list is returned and written to store_path/skipped.json.
+    """
+    if frames < 2:
+        raise ValueError(f"frames must be >= 2 (a store needs motion), got {frames}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    meta = {
+        "backend": backend.identity(),
+        "frames": frames,
+        "fps": fps,
+        "size": size,
+        "prior_seed": prior_seed,
+        "prior_steps": prior_steps,
+        "guidance": guidance,
+    }
+    store = EmbeddingStore.create(store_path, dim=backend.dim, text_tokens=backend.text_tokens, meta=meta)
+    skipped: list[tuple[str, str]] = []
+    todo, seen = [], set()
+    for video in videos:
+        if video.video_id in seen:
+            skipped.append((video.video_id, "duplicate video id in the listing; only its first entry is encoded"))
+        elif not store.has(video.video_id):
+            todo.append(video)
+        seen.add(video.video_id)
+    encoded = 0
+    with store, tqdm(total=len(todo), desc="encode", unit="video", disable=not progress) as bar:
+        for batch in _chunks(todo, batch_size):
+            loaded = []
+            for video in batch:
+                try:
+                    loaded.append((video, load_frames(video, frames, fps, size)))
+                except VideoError as error:
+                    skipped.append((video.video_id, str(error)))
+            encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance, val_fraction, split_seed)
+            bar.update(len(batch))
+    _write_json(Path(store_path) / SKIPPED_FILE, [{"video_id": v, "reason": r} for v, r in skipped])
+    return EncodeReport(encoded=encoded, skipped=skipped)
+
+
+def _encode_batch(
+    loaded: list[tuple[CaptionedVideo, VideoClip]],
+    backend: Backend,
+    store: EmbeddingStore,
+    prior_seed: int,
+    prior_steps: int,
+    guidance: float,
+    val_fraction: float,
+    split_seed: int,
+) -> int:
+    if not loaded:
+        return 0
+    captions = [video.caption for video, _ in loaded]
+    text_hidden, text_embed = backend.encode_text(captions)
+    prior_embed, negative = backend.prior(captions, [prior_seed] * len(captions), prior_steps, guidance)
+    counts = [len(clip) for _, clip in loaded]
+    frame_embeds = backend.encode_frames(np.concatenate([clip.frames for _, clip in loaded])).split(counts)
+    for i, (video, clip) in enumerate(loaded):
+        store.add(
+            video.video_id,
+            video.caption,
+            text_hidden[i],
+            text_embed[i],
+            prior_embed[i],
+            frame_embeds[i],
+            torch.from_numpy(clip.times),
+            split=assign_split(video.video_id, val_fraction, split_seed),
+            negative_prior_embed=negative[i],
+            fps=clip.fps,
+            source=video.source,
+        )
+    return len(loaded)
+
+
+# ----------------------------------------------------------------------------------------------- generation
+
+
+def generate_videos(
+    prompts: Sequence[Prompt],
+    rollout: Rollout,
+    backend: Backend,
+    out_dir: str | os.PathLike,
+    *,
+    samples_per_prompt: int = 1,
+    frames: int = 8,
+    dt: float = 0.25,
+    study_seed: int = 0,
+    decoder_steps: int = 2,
+    guidance: float = 4.0,
+    size: int = 64,
+    noise: str = "same",
+    fps: float = 8.0,
+    prior_steps: int = 2,
+    progress: bool = True,
+) -> list[GeneratedVideo]:
+    """Render samples_per_prompt videos per prompt: prior -> rollout over times k·dt -> one decoder batch.
+
+    gen_seed = derive_seed(study_seed, prompt.id, sample_idx) seeds the prior and the decoder noise:
+    noise="same" gives every frame the noise of gen_seed (the prior art), "per_frame" frame i the noise of
+    derive_seed(gen_seed, i). Writes <prompt_id>-<sample_idx>.mp4/.gif/.json into out_dir (atomically).
+    """
+    if noise not in NOISE_POLICIES:
+        raise ValueError(f"noise must be one of {NOISE_POLICIES}, got {noise!r}")
+    if frames < 1 or samples_per_prompt < 1:
+        raise ValueError(f"frames and samples_per_prompt must be >= 1, got {frames} and {samples_per_prompt}")
+    if not dt > 0:
+        raise ValueError(f"dt must be a positive number of seconds, got {dt}")
+    ids = [prompt.id for prompt in prompts]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"prompt ids must be unique (they name the files), got duplicates in {ids}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times = torch.arange(frames, dtype=torch.float64) * float(dt)
+    settings = {
+        "frames": frames, "dt": float(dt), "times": times.tolist(), "fps": float(fps), "size": size,
+        "noise": noise, "prior_steps": prior_steps, "decoder_steps": decoder_steps, "guidance": float(guidance),
+        "study_seed": study_seed, "rollout": getattr(rollout, "name", type(rollout).__name__),
+        "checkpoint_hash": getattr(rollout, "checkpoint_hash", None), "backend": backend.identity(),
+    }  # fmt: skip
+    results = []
+    with tqdm(total=len(prompts) * samples_per_prompt, desc="generate", unit="video", disable=not progress) as bar:
+        for prompt in prompts:
+            text_hidden, text_embed = backend.encode_text([prompt.text])
+            for sample_idx in range(samples_per_prompt):
+                gen_seed = derive_seed(study_seed, prompt.id, sample_idx)
+                prior_embed, negative = backend.prior([prompt.text], [gen_seed], prior_steps, guidance)
+                embeds = _roll(rollout, text_hidden, text_embed, prior_embed, times, prompt)
+                seeds = frame_seeds(gen_seed, frames, noise)
+                pixels = backend.decode(embeds, negative.expand(frames, -1), seeds, decoder_steps, guidance, size)
+                stem = out_dir / f"{prompt.id}-{sample_idx}"
+                record = {"prompt": {"id": prompt.id, "text": prompt.text}, "sample_idx": sample_idx,
+                          "gen_seed": gen_seed, "prior_seed": gen_seed, "seeds": seeds, **settings}  # fmt: skip
+                results.append(_write_sample(pixels, stem, fps, record, prompt, sample_idx, gen_seed))
+                bar.update(1)
+    return results
+
+
+def frame_seeds(gen_seed: int, frames: int, noise: str) -> list[int]:
+    """The decoder seed of each frame under a noise policy."""
+    if noise == "same":
+        return [gen_seed] * frames
+    if noise == "per_frame":
+        return [derive_seed(gen_seed, i) for i in range(frames)]
+    raise ValueError(f"noise must be one of {NOISE_POLICIES}, got {noise!r}")
+
+
+def _roll(
+    rollout: Rollout,
+    text_hidden: torch.Tensor,
+    text_embed: torch.Tensor,
+    start: torch.Tensor,
+    times: torch.Tensor,
+    prompt: Prompt,
+) -> torch.Tensor:
+    out = torch.as_tensor(rollout(text_hidden, text_embed, start, times)).detach().to("cpu", torch.float32)
+    expected = (1, len(times), start.shape[1])
+    if tuple(out.shape) != expected:
+        raise ValueError(f"prompt {prompt.id!r}: rollout {rollout.name!r} returned shape {tuple(out.shape)}, expected {expected}")
+    if not torch.isfinite(out).all():
+        raise ValueError(f"prompt {prompt.id!r}: rollout {rollout.name!r} produced NaN/inf embeddings; check the checkpoint")
+    return out[0]
+
+
+def _write_sample(
+    pixels: np.ndarray, stem: Path, fps: float, record: dict[str, Any], prompt: Prompt, sample_idx: int, gen_seed: int
+) -> GeneratedVideo:
+    mp4 = write_mp4(pixels, stem.with_suffix(".mp4"), fps)
+    gif = write_gif(pixels, stem.with_suffix(".gif"), fps)
+    meta = _write_json(stem.with_suffix(".json"), record)
+    return GeneratedVideo(prompt.id, sample_idx, gen_seed, mp4, gif, meta)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _write_json(path: Path, payload: Any) -> Path:
+    """Write JSON atomically (temp file in the same folder, then os.replace)."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
