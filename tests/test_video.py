@@ -208,3 +208,11 @@ def test_the_31_shared_msrvtt_clips_decode_to_16_frames_at_3_fps_112px(msrvtt31:
         assert clip.fps == 3.0
         np.testing.assert_allclose(clip.times, np.arange(16) / 3.0, atol=1e-6)
         assert clip.frames.std() > 5, f"{path.name} decodes to a flat image"
+
+
+def test_write_mp4_is_byte_identical_for_the_same_frames(tmp_path):
+    """Datasets are rendered to mp4 by the harness; the same frames must give the same file, every time."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(24, 64, 64, 3), dtype=np.uint8)
+    first = write_mp4(frames, tmp_path / "a.mp4", fps=8.0).read_bytes()
+    assert all(write_mp4(frames, tmp_path / f"b{i}.mp4", fps=8.0).read_bytes() == first for i in range(3))

@@ -348,7 +348,9 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, crf: int 
     rate = _fps_fraction(fps, path)
     with _atomic(path) as tmp:
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as container:
-            stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf)})
+            # One encoder thread: threaded x264 output can differ between runs on a loaded machine, and a
+            # dataset written twice must decode to the same frames (seeds -> same numbers).
+            stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "threads": "1"})
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
