@@ -13,9 +13,12 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   Steps are ``Δt_seconds / model_config.time_scale`` (the trainer has no time scale of its own).
 * **Loss** :func:`spliter.losses.make_loss` in fp32; AdamW, gradient clipping, a per-step schedule (linear
   warm-up, then cosine decay to 0, or ``gamma`` per epoch, or constant).
-* **Selection metric** (the only one): ``val_cosine`` = mean cosine(prediction, true frame embedding) over every
-  later frame k >= 1 of every validation video, predicted in step mode from the caption's prior embedding
-  ``u`` with step ``(t_k - t_0) / time_scale`` and the unrotated text, model in eval mode. ``best.pt`` holds the
+* **Selection metric** (the only one): ``val_cosine`` = mean of cos(e_0 + (û_k - u), e_k) over every later
+  frame k >= 1 of every validation video, where û_k is predicted in step mode from the caption's prior
+  embedding ``u`` with step ``(t_k - t_0) / time_scale`` and the unrotated text, model in eval mode: the
+  predicted displacement applied to the true first frame. It keeps the model on its training inputs
+  (start = u) but does not depend on how far the prior lies from the first frame; an unchanged start scores
+  the static baseline cos(e_0, e_k). ``best.pt`` holds the
   epoch with the highest ``val_cosine``; training stops after ``patience`` epochs without improvement.
 * **Validation videos**: the store's ``"val"`` split; when it has none, the ``"train"`` videos whose hashed id
   (sha256) falls below ``val_fraction`` (deterministic, independent of store order).
@@ -380,8 +383,13 @@ def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_s
         step = torch.tensor(
             [(videos.times[v][f] - videos.times[v][0]) / time_scale for v, f in chunk], dtype=torch.float32, device=device
         )
-        pred = model(videos.text_hidden[vi], videos.prior[vi], step)
-        total += float(F.cosine_similarity(pred.float(), videos.frames[vi, k], dim=-1).double().sum())
+        prior = videos.prior[vi]
+        pred = model(videos.text_hidden[vi], prior, step)
+        # The predicted displacement from the prior, applied to the true first frame: what the model is trained
+        # to produce, measured independently of how far the prior lies from the first frame (a random-weight
+        # prior lies far). An unchanged start scores exactly the static baseline, cos(e_0, e_k).
+        moved = videos.frames[vi, 0] + (pred.float() - prior.float())
+        total += float(F.cosine_similarity(moved, videos.frames[vi, k], dim=-1).double().sum())
     model.train(was_training)
     return total / len(rows)
 
@@ -389,7 +397,7 @@ def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_s
 def validation_cosine(
     model: Spliter, records: Sequence[Any], device: torch.device | str | None = None, batch_size: int = 256
 ) -> float:
-    """The selection metric on ``records``: mean cosine(prediction from u in step mode, true frame), frames >= 1."""
+    """The selection metric: mean over val videos and frames k >= 1 of cos(e_0 + (f(H, u, Δt_k) - u), e_k)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     return _val_cosine(model, VideoTensors(records, device), model.config.time_scale, batch_size)
 
