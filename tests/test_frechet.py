@@ -198,3 +198,17 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_seeded():
 
 def test_reliability_needs_more_samples_than_dimensions():
     assert is_reliable(401, 400) and not is_reliable(400, 400) and not is_reliable(31, 400)
+
+
+@pytest.mark.parametrize("n", [3, 12, 40])
+def test_samples_to_stats_equals_the_dense_path_for_few_and_many_samples(n):
+    from metrics.frechet import frechet_distance_samples_to_stats
+
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(n, 16)) * 2.0 + 1.0
+    ref = rng.normal(size=(64, 16))
+    mu_b, s_b = ref.mean(0), np.cov(ref, rowvar=False)
+    dense = frechet_distance_from_stats(a.mean(0), np.cov(a, rowvar=False), mu_b, s_b)
+    # The dense path takes square roots of rounding-noise eigenvalues of a rank-deficient covariance
+    # (sqrt(1e-16) = 1e-8 each), so agreement is to ~1e-8, not machine precision.
+    assert frechet_distance_samples_to_stats(a, mu_b, s_b) == pytest.approx(dense, rel=1e-6)
