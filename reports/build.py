@@ -171,11 +171,17 @@ def show(markdown: str) -> None:
     display(Markdown(markdown))
 
 
-def show_table(page: Page, table: pd.DataFrame, name: str, caption: str) -> None:
-    """Write tables/<name>.md and .tex and show the table with its caption."""
+def write_table_files(page: Page, table: pd.DataFrame, name: str) -> str:
+    """Write tables/<name>.md and .tex; return the Markdown."""
     markdown = tables.to_markdown(table)
     (page.out_dir / "tables" / f"{name}.md").write_text(markdown, encoding="utf-8")
     (page.out_dir / "tables" / f"{name}.tex").write_text(tables.to_latex(table), encoding="utf-8")
+    return markdown
+
+
+def show_table(page: Page, table: pd.DataFrame, name: str, caption: str) -> None:
+    """Write tables/<name>.md and .tex and show the table with its caption."""
+    markdown = write_table_files(page, table, name)
     show(f"{markdown}\n*{caption}* (also as [Markdown](tables/{name}.md) and [LaTeX](tables/{name}.tex))")
 
 
@@ -198,7 +204,19 @@ def protocol_section(page: Page) -> None:
 
 
 def headline_section(page: Page) -> None:
-    show_table(page, tables.format_summary(page.summary), "headline", tables.SUMMARY_CAPTION)
+    """The headline metric per variant, a variants × key-metrics overview, and a link to the full table."""
+    metric = tables.headline_metric(page.results.scores, page.results.study)
+    formatted = tables.format_summary(page.summary)
+    show(f"## Headline: `{metric}`")
+    show_table(page, formatted[page.summary["metric"] == metric], "headline", tables.SUMMARY_CAPTION)
+    wide = tables.overview(page.summary, page.results.study, metric)
+    if not wide.empty:
+        show("## Overview of key metrics")
+        show_table(page, wide, "overview", "Means over seeds (intervals in the full table); ★ best reliable "
+                   "variant of the column, ⚠ flagged unreliable (e.g. a Fréchet distance with n ≤ feature dimension).")
+    write_table_files(page, formatted, "all_metrics")
+    show(f"The full table, every metric × variant with its interval and the difference to the static baseline: "
+         f"[Markdown](tables/all_metrics.md), [LaTeX](tables/all_metrics.tex) ({len(formatted)} rows).")
 
 
 def metric_section(page: Page) -> None:
@@ -213,12 +231,10 @@ def horizon_section(page: Page) -> None:
     if horizon.empty:
         show("*No horizon rows in scores.parquet: no error-growth figure.*")
         return
-    show_table(
-        page,
-        tables.format_horizon(horizon),
-        "horizon",
-        "Mean [95% interval] per horizon; " + plots.HORIZON_CAPTION,
-    )
+    formatted = tables.format_horizon(horizon)
+    write_table_files(page, formatted, "horizon")
+    show(f"Mean [95% interval] per variant and horizon: [Markdown](tables/horizon.md), [LaTeX](tables/horizon.tex) "
+         f"({len(formatted)} rows).")
     for metric in horizon["metric"].unique():
         show_figure(page, lambda metric=metric: plots.horizon_growth(horizon, page.results.study, metric),
                     f"horizon-{metric}", plots.HORIZON_CAPTION)  # fmt: skip
@@ -254,6 +270,10 @@ def gif_section(page: Page) -> None:
         videos, root, page.out_dir / "gifs", tile=GRID_TILE, study=page.results.study
     )
     links = ", ".join(f"[{path.stem}](gifs/{path.name})" for path in strips)
+    backend = (page.results.study.get("backend") or {}).get("name", "")
+    if backend in ("tiny", "kandinsky22-random"):
+        show(f"*The `{backend}` backend has random weights: its frames are textures, not pictures. They show "
+             "the pipeline's mechanics (seeds, motion between frames), not image quality.*")
     shown = (
         f"the first {GRID_MAX_PROMPTS} of {len(prompts)} prompts"
         if len(prompts) > GRID_MAX_PROMPTS

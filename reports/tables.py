@@ -312,6 +312,35 @@ def format_summary(table: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFr
     })  # fmt: skip
 
 
+# Metric families shown in the overview table (the full table has every metric); a name starts with one.
+OVERVIEW_PREFIXES = ("embed_cosine[", "embed_disp_cosine[", "clip_temporal_consecutive[", "clip_text_alignment[",
+                     "pixel_motion", "fvd[", "fid[")
+
+
+def overview(table: pd.DataFrame, study: dict[str, Any], headline: str | None = None) -> pd.DataFrame:
+    """Variants × key metrics, means only (★ = best reliable, ⚠ = unreliable): a page-sized first look."""
+    keep = [m for m in table["metric"].unique() if m == headline or m.startswith(OVERVIEW_PREFIXES)]
+    keep.sort(key=lambda m: (m != headline, m))
+    if not keep:
+        return pd.DataFrame()
+    rows = table[table["metric"].isin(keep)]
+    order = variant_order(study, rows["variant"].unique())
+    records = []
+    for variant in order:
+        record: dict[str, str] = {"variant": variant}
+        for metric in keep:
+            cell = rows[(rows["metric"] == metric) & (rows["variant"] == variant)]
+            if cell.empty:
+                record[metric] = "—"
+                continue
+            row = cell.iloc[0]
+            mark = f" {BEST_MARK}" if row["best"] else (" ⚠" if not row["reliable"] else "")
+            record[metric] = format_number(row["mean"]) + mark
+        records.append(record)
+    arrows = {m: ("↑" if table.loc[table["metric"] == m, "higher_is_better"].iloc[0] else "↓") for m in keep}
+    return pd.DataFrame.from_records(records).rename(columns={m: f"{m} {arrows[m]}" for m in keep})
+
+
 def protocol_table(results: Results) -> pd.DataFrame:
     """The protocol block: what was run, on what, with which code, as (field, value) rows."""
     study = results.study

@@ -211,3 +211,22 @@ def test_protocol_table_says_what_was_not_recorded_or_not_done() -> None:
     assert protocol["prompt set"] == "none (no videos were generated)" and protocol["generation"] == "none"
     assert protocol["git"] == "0123456789ab" and protocol["device"] == "not recorded (NVIDIA H100)"
     assert protocol["backend"] == "not recorded" and protocol["absent tables"] == "videos.parquet"
+
+
+def test_overview_puts_the_headline_first_marks_best_and_unreliable() -> None:
+    data = scores(
+        observations("static", {0: [0.1], 1: [0.1]}, metric="embed_cosine[step,start=true]"),
+        observations("base", {0: [0.5], 1: [0.7]}, metric="embed_cosine[step,start=true]"),
+        observations("static", {0: [3.0], 1: [3.0]}, metric="fvd[x,8f,64,squash]", level="set", reliable=False,
+                     higher_is_better=False, prompt_id=None, sample_idx=None, gen_seed=None),
+        observations("base", {0: [2.0], 1: [2.0]}, metric="fvd[x,8f,64,squash]", level="set", reliable=False,
+                     higher_is_better=False, prompt_id=None, sample_idx=None, gen_seed=None),
+        observations("base", {0: [1.0], 1: [1.0]}, metric="not_a_key_metric"),
+    )
+    wide = tables.overview(tables.summary(data, STUDY), STUDY, headline="embed_cosine[step,start=true]")
+    assert list(wide.columns) == ["variant", "embed_cosine[step,start=true] ↑", "fvd[x,8f,64,squash] ↓"]
+    assert list(wide["variant"]) == ["static", "base"]
+    cells = wide.set_index("variant")
+    assert cells.loc["base", "embed_cosine[step,start=true] ↑"] == "0.6 ★"
+    assert cells.loc["static", "embed_cosine[step,start=true] ↑"] == "0.1"
+    assert cells.loc["base", "fvd[x,8f,64,squash] ↓"] == "2 ⚠"
