@@ -1,0 +1,245 @@
+"""The spliter-bench command line: doctor, plan, encode, train, generate, score, collect, report, run."""
+
+from __future__ import annotations
+
+import os
+
+# Hugging Face libraries read these at import time: set them before anything can import one.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One BLAS thread unless the user says otherwise: trials run one per core, and numbers must not depend on
+# how a launcher spreads them (Ray workers get one thread anyway). Must be set before numpy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from ablations.schema import StudyError  # noqa: E402
+from ablations.study import Study, load_study, select_trials  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Benchmark and ablation suite for the Spliter text-to-video method.")
+console = Console(stderr=True)
+
+StudyArg = Annotated[str, typer.Argument(help="a shipped study (quickstart, synthetic, paper) or a study .yaml")]
+OutOpt = Annotated[Path, typer.Option("--out", help="run root; everything of a study goes under ROOT/<study>/")]
+OnlyOpt = Annotated[str | None, typer.Option("--only", help="select trials: variant=a|b,seed=0|1")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="redo the selected stages even when done")]
+LauncherOpt = Annotated[str, typer.Option("--launcher", help="local or ray")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="parallel trials (local: processes; ray: CPUs of a local Ray)")]
+RayOpt = Annotated[str | None, typer.Option("--ray-address", help="address of an existing Ray cluster")]
+
+
+class Failure(Exception):
+    """Stops the command with a message and a non-zero exit code."""
+
+
+def _load(study: str) -> Study:
+    try:
+        return load_study(study)
+    except StudyError as err:
+        raise Failure(str(err)) from None
+
+
+def _context(study: Study, out: Path, device: str, force: bool):
+    from ablations.stages import RunContext
+
+    return RunContext(study_path=study.path, root=(out / study.name).resolve(), device=device, force=force)
+
+
+def _preflight(study: Study, out: Path, device: str) -> None:
+    """Fail before any work when the study needs something that is not here."""
+    from ablations.doctor import environment_checks, problems, study_checks
+
+    bad = problems(study_checks(study) + environment_checks(out, device))
+    if bad:
+        lines = "\n".join(f"  {c.name}: {c.detail}" for c in bad)
+        raise Failure(f"study '{study.name}' ({study.path}) cannot run:\n{lines}\n(see `spliter-bench doctor {study.path}`)")
+
+
+def _launch(study: Study, stages, *, out, only, device, force, launcher, workers, ray_address) -> list:
+    from ablations.launchers import Launcher
+
+    _preflight(study, out, device)
+    ctx = _context(study, out, device, force)
+    trials = select_trials(study.trials, only)
+    runner = Launcher(kind=launcher, workers=workers, ray_address=ray_address)
+    try:
+        return runner.run(ctx, trials, stages)
+    finally:
+        if launcher == "ray":
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+
+
+@app.command()
+def doctor(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), device: DeviceOpt = "auto") -> None:
+    """Check what a study needs: weights folders, datasets, weight files, output folder, optional extras."""
+    from ablations.doctor import environment_checks, problems, study_checks
+
+    spec = _load(study)
+    checks = study_checks(spec) + environment_checks(out, device)
+    table = Table(title=f"spliter-bench doctor: {spec.name}")
+    for col in ("check", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        status = "ok" if c.ok else ("MISSING" if c.required else "optional")
+        table.add_row(c.name, status, c.detail)
+    Console().print(table)
+    bad = problems(checks)
+    if bad:
+        raise Failure(f"{len(bad)} thing(s) missing for study '{spec.name}': " + "; ".join(c.detail for c in bad))
+    console.print(f"study '{spec.name}' has everything it needs")
+
+
+@app.command()
+def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """List the trials of a study with the status of each stage: done / pending / stale."""
+    from ablations.stages import STAGES, status_of
+
+    spec = _load(study)
+    ctx = _context(spec, out, "cpu", False)
+    trials = select_trials(spec.trials, only)
+    rows = [{"trial_id": t.trial_id, "variant": t.variant, "seed": t.seed,
+             **{s: status_of(ctx, t, s) for s in STAGES}} for t in trials]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{spec.name}: {len(trials)} trials ({spec.path})")
+    for col in ("trial", *STAGES):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["trial_id"], *(row[s] for s in STAGES))
+    Console().print(table)
+
+
+def _stage_command(stage: str):
+    def command(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
+                device: DeviceOpt = "auto", force: ForceOpt = False, launcher: LauncherOpt = "local",
+                workers: WorkersOpt = 1, ray_address: RayOpt = None) -> None:
+        spec = _load(study)
+        from ablations.stages import STAGES
+
+        stages = STAGES[: STAGES.index(stage) + 1]  # a stage needs the ones before it
+        outcomes = _launch(spec, stages, out=out, only=only, device=device, force=force, launcher=launcher,
+                           workers=workers, ray_address=ray_address)
+        ran = sum(o.status == "ran" for o in outcomes if o.stage == stage)
+        console.print(f"{stage}: {ran} ran, {sum(o.status == 'skipped' for o in outcomes if o.stage == stage)} already done")
+
+    command.__doc__ = f"Run the stages up to {stage} for the selected trials (done stages are skipped)."
+    command.__name__ = stage
+    return command
+
+
+for _stage in ("encode", "train", "generate", "score"):
+    app.command(name=_stage)(_stage_command(_stage))
+
+
+@app.command()
+def collect(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> None:
+    """Build results/*.parquet and study.json from a finished study."""
+    from ablations.results import IncompleteResults
+    from ablations.results import collect as collect_results
+
+    spec = _load(study)
+    try:
+        path = collect_results(_context(spec, out, "cpu", False), spec)
+    except IncompleteResults as err:
+        raise Failure(str(err)) from None
+    console.print(f"results written to {path}")
+
+
+@app.command()
+def report(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> None:
+    """Rebuild only the report (HTML + executed notebook) from the results folder."""
+    from reports.build import build_report
+
+    spec = _load(study)
+    root = (out / spec.name).resolve()
+    if not (root / "results" / "scores.parquet").exists():
+        raise Failure(f"no results at {root / 'results'}; run `spliter-bench run {spec.path}` (or collect) first")
+    index = build_report(root)
+    console.print(f"report: {index}")
+
+
+@app.command()
+def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None, device: DeviceOpt = "auto",
+        force: ForceOpt = False, launcher: LauncherOpt = "local", workers: WorkersOpt = 1, ray_address: RayOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan and stop")] = False,
+        no_report: Annotated[bool, typer.Option("--no-report", help="stop after collecting the results")] = False) -> None:
+    """All stages (encode, train, generate, score), then collect, then the report."""
+    from ablations.results import collect as collect_results
+    from ablations.stages import STAGES
+
+    spec = _load(study)
+    if dry_run:
+        _preflight(spec, out, device)
+        plan(study=study, out=out, only=only, as_json=False)
+        return
+    started = time.time()
+    outcomes = _launch(spec, STAGES, out=out, only=only, device=device, force=force, launcher=launcher,
+                       workers=workers, ray_address=ray_address)
+    ctx = _context(spec, out, device, force)
+    ran = sum(o.status == "ran" for o in outcomes)
+    if only:
+        console.print(f"{ran} stage(s) ran for --only {only}; collect and report need the whole study")
+        return
+    results = collect_results(ctx, spec)
+    console.print(f"results: {results}")
+    if not no_report:
+        from reports.build import build_report
+
+        console.print(f"report: {build_report(ctx.root)}")
+    console.print(f"done in {time.time() - started:.1f} s ({ran} stage(s) ran, {len(outcomes) - ran} already done)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import click
+
+    try:
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int):
+            return result
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        console.print("aborted")
+        return 130
+    except Failure as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 1
+    except Exception as err:  # noqa: BLE001 - one clear line, non-zero exit, traceback on request
+        from ablations.launchers import TrialFailed
+
+        if os.environ.get("SPLITER_DEBUG"):
+            raise
+        if isinstance(err, TrialFailed | StudyError | FileNotFoundError | ValueError | RuntimeError):
+            console.print(f"[red]error:[/red] {err}")
+            return 1
+        raise
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""What a study needs that is not here: weights folders, datasets, weight files, a writable output folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablations.study import Study, StudyError, load_prompts, prompt_file
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def _path_check(name: str, path: str | None, what: str, hint: str) -> Check:
+    if not path:
+        return Check(name, False, f"no {what} given in the study; {hint}")
+    p = Path(path).expanduser()
+    return Check(name, p.exists(), str(p) if p.exists() else f"missing {what}: {p}; {hint}")
+
+
+def data_checks(study: Study) -> list[Check]:
+    data = study.spec.data
+    if data.source in ("shapes", "synthetic"):
+        return [Check("data", True, f"built-in {data.source} dataset ({data.n_videos} videos, made on the fly)")]
+    hints = {
+        "folder": "a folder of videos with captions.csv (video_id,caption)",
+        "msrvtt": "the MSR-VTT 1k-A csv (key,vid_key,video_id,sentence)",
+        "tgif": "tgif-v1.0.tsv (url<TAB>caption)",
+    }
+    checks = [_path_check("data.path", data.path, f"{data.source} dataset", f"expected {hints[data.source]}")]
+    if data.source in ("msrvtt", "tgif"):
+        checks.append(_path_check("data.videos", data.videos, f"{data.source} video folder",
+                                  "download the videos and point data.videos at their folder"))
+    return checks
+
+
+def backend_checks(study: Study) -> list[Check]:
+    backend = study.spec.backend
+    if backend.name != "kandinsky22":
+        return [Check("backend", True, f"{backend.name}: random weights built from a seed, nothing to load")]
+    from spliter.backends import missing_weights
+
+    options = {k: getattr(backend, k) for k in ("prior", "decoder", "cache_dir") if getattr(backend, k)}
+    missing = missing_weights("kandinsky22", **options)
+    if not missing:
+        return [Check("backend", True, "kandinsky22: prior and decoder weights found")]
+    return [Check("backend", False, line) for line in missing]
+
+
+def metric_checks(study: Study) -> list[Check]:
+    checks = []
+    metrics = study.spec.metrics
+    for i, encoder in enumerate(metrics.clip_encoders):
+        if encoder == "backend":
+            continue
+        if not encoder.startswith("openclip:") or "@" not in encoder:
+            checks.append(Check(f"metrics.clip_encoders[{i}]", False,
+                                f"{encoder!r}: use 'backend' or 'openclip:<model>@<weights file>'"))
+            continue
+        weights = encoder.split("@", 1)[1]
+        if weights == "random":
+            checks.append(Check(f"metrics.clip_encoders[{i}]", True, f"{encoder}: random weights (smoke studies only)"))
+        else:
+            checks.append(_path_check(f"metrics.clip_encoders[{i}]", weights, "open_clip weights file",
+                                      "save an open_clip checkpoint there (open_clip_pytorch_model.bin or .safetensors)"))
+    fvd = metrics.fvd
+    if fvd.enabled and fvd.weights != "random":
+        checks.append(_path_check("metrics.fvd.weights", fvd.weights, "I3D weights file",
+                                  "i3d_pretrained_400.pt (VideoGPT/TATS) or i3d_torchscript.pt (StyleGAN-V), see docs"))
+    return checks
+
+
+def prompt_checks(study: Study) -> list[Check]:
+    gen = study.spec.generate
+    if not gen.enabled:
+        return []
+    try:
+        prompt_file(gen.prompts)
+        prompts, name, digest = load_prompts({"prompts": gen.prompts, "prompt_tags": gen.prompt_tags,
+                                              "max_prompts": gen.max_prompts})
+    except StudyError as err:
+        return [Check("generate.prompts", False, str(err))]
+    return [Check("generate.prompts", True, f"{name}: {len(prompts)} prompts, sha256 {digest[:12]}")]
+
+
+def environment_checks(out_root: Path, device: str) -> list[Check]:
+    import torch
+
+    checks = [Check("torch", True, f"{torch.__version__}, cuda available: {torch.cuda.is_available()}", False)]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        checks.append(Check("device", False, f"--device {device} asked for, but no CUDA device is visible"))
+    root = out_root.resolve()
+    probe = root if root.exists() else next(p for p in root.parents if p.exists())
+    checks.append(Check("output", os.access(probe, os.W_OK), f"{root} ({'writable' if os.access(probe, os.W_OK) else 'not writable'})"))
+    checks.append(Check("hf offline", os.environ.get("HF_HUB_OFFLINE") == "1",
+                        "HF_HUB_OFFLINE=1" if os.environ.get("HF_HUB_OFFLINE") == "1" else "set HF_HUB_OFFLINE=1", False))
+    ray = importlib.util.find_spec("ray") is not None
+    checks.append(Check("ray", ray, "installed" if ray else "not installed (only for --launcher ray: pip install -e '.[ray]')", False))
+    return checks
+
+
+def study_checks(study: Study) -> list[Check]:
+    return data_checks(study) + backend_checks(study) + metric_checks(study) + prompt_checks(study)
+
+
+def problems(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.required and not c.ok]

@@ -1,0 +1,196 @@
+"""collect(): the run folder -> results/*.parquet + study.json (schema in docs/results.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from ablations.runfolder import git_state, library_versions, write_atomic, write_json
+from ablations.schema import to_dict
+from ablations.stages import STAGES, RunContext, stage_dir, stage_hash, stage_status
+from ablations.study import Study, load_prompts
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = {
+    "study": "string", "trial_id": "string", "variant": "string", "seed": "int64", "metric": "string",
+    "metric_version": "string", "level": "string", "higher_is_better": "bool", "value": "float64", "n": "int64",
+    "reliable": "bool", "prompt_id": "string", "sample_idx": "Int64", "gen_seed": "Int64", "extra": "string",
+}
+RUN_COLUMNS = [
+    "study", "trial_id", "variant", "seed", "stage", "status", "config_hash", "config_json", "prompts_sha256",
+    "git_sha", "git_dirty", "python", "torch", "diffusers", "transformers", "open_clip", "device", "gpu_name", "dtype",
+    "deterministic", "started_at", "finished_at", "wall_s", "argv",
+]
+CURVE_COLUMNS = ["study", "trial_id", "variant", "seed", "epoch", "split", "metric", "value"]
+VIDEO_COLUMNS = ["study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed", "gif", "mp4",
+                 "frames", "size", "fps"]
+
+
+class IncompleteResults(RuntimeError):
+    """collect() was asked for a study whose stages are not all done."""
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def _scores(ctx: RunContext, study: Study) -> pd.DataFrame:
+    rows = []
+    for trial in study.trials:
+        path = stage_dir(ctx, trial, "score") / "scores.jsonl"
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    frame = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    if frame["value"].isna().any():
+        bad = frame[frame["value"].isna()].iloc[0]
+        raise ValueError(f"score row without a value: trial {bad.trial_id}, metric {bad.metric}")
+    frame["reliable"] = frame["reliable"].fillna(True)
+    frame["extra"] = frame["extra"].fillna("{}")
+    return frame.astype(SCORE_COLUMNS)
+
+
+def _runs(ctx: RunContext, study: Study) -> pd.DataFrame:
+    rows = []
+    for trial in study.trials:
+        for stage in STAGES:
+            meta_path = stage_dir(ctx, trial, stage) / "meta.json"
+            if not meta_path.exists():
+                continue
+            meta = json.loads(meta_path.read_text())
+            versions = meta.get("versions", {})
+            rows.append({
+                "study": study.name, "trial_id": trial.trial_id, "variant": trial.variant, "seed": trial.seed,
+                "stage": stage, "status": "done", "config_hash": meta["config_hash"],
+                "config_json": json.dumps(trial.config, sort_keys=True), "prompts_sha256": meta.get("prompts_sha256"),
+                "git_sha": meta.get("git_sha"), "git_dirty": meta.get("git_dirty"), "python": versions.get("python"),
+                "torch": versions.get("torch"), "diffusers": versions.get("diffusers"),
+                "transformers": versions.get("transformers"), "open_clip": versions.get("open_clip_torch"),
+                "device": meta.get("device"), "gpu_name": meta.get("gpu_name"), "dtype": meta.get("dtype"),
+                "deterministic": meta.get("deterministic"), "started_at": meta.get("started_at"),
+                "finished_at": meta.get("finished_at"), "wall_s": meta.get("wall_s"),
+                "argv": " ".join(meta.get("argv", [])),
+            })
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _curves(ctx: RunContext, study: Study) -> pd.DataFrame:
+    rows = []
+    for trial in study.trials:
+        if trial.kind != "spliter":
+            continue
+        history = json.loads((stage_dir(ctx, trial, "train") / "history.json").read_text())
+        for entry in history:
+            for key, value in entry.items():
+                split, _, metric = key.partition("_")
+                if split in ("train", "val") and metric in ("loss", "cosine") and value is not None:
+                    rows.append({"study": study.name, "trial_id": trial.trial_id, "variant": trial.variant,
+                                 "seed": trial.seed, "epoch": int(entry["epoch"]), "split": split, "metric": metric,
+                                 "value": float(value)})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _videos(ctx: RunContext, study: Study) -> pd.DataFrame:
+    rows = []
+    for trial in study.trials:
+        gen_dir = stage_dir(ctx, trial, "generate")
+        index = gen_dir / "videos.json"
+        if not trial.config["generate"]["enabled"]:
+            continue
+        for item in json.loads(index.read_text()):
+            rows.append({
+                "study": study.name, "trial_id": trial.trial_id, "variant": trial.variant, "seed": trial.seed,
+                **item,
+                "gif": str((gen_dir / item["gif"]).relative_to(ctx.root)),
+                "mp4": str((gen_dir / item["mp4"]).relative_to(ctx.root)),
+            })
+    return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
+
+
+def study_protocol(ctx: RunContext, study: Study) -> dict:
+    """The protocol block of the report: everything needed to say what the numbers mean."""
+    spec = study.spec
+    first = study.trials[0]
+    sha, dirty = git_state()
+    data: dict = dict(to_dict(spec.data))
+    encode_meta = stage_dir(ctx, first, "encode") / "meta.json"
+    if encode_meta.exists():
+        from spliter.data.store import EmbeddingStore
+
+        store = EmbeddingStore.open(stage_dir(ctx, first, "encode") / "store")
+        data.update(n_train=len(store.split("train")), n_val=len(store.split("val")), dim=store.dim,
+                    text_tokens=store.text_tokens, store_meta=store.meta)
+    gen = first.config["generate"]
+    prompt_set = None
+    if gen["enabled"]:
+        prompts, name, digest = load_prompts(gen)
+        prompt_set = {"name": name, "sha256": digest, "n": len(prompts)}
+    devices = sorted({json.loads((stage_dir(ctx, t, s) / "meta.json").read_text()).get("device", "?")
+                      for t in study.trials for s in ("train", "score")
+                      if (stage_dir(ctx, t, s) / "meta.json").exists()})
+    variants = {}
+    for trial in study.trials:
+        variants.setdefault(trial.variant, trial.factors)
+    return {
+        "study": study.name,
+        "description": spec.description,
+        "study_file": str(study.path),
+        "prompt_set": prompt_set,
+        "backend": to_dict(spec.backend),
+        "data": data,
+        "generation": gen,
+        "rollout": first.config["rollout"],
+        "metrics": first.config["metrics"],
+        "seeds": list(spec.seeds),
+        "study_seed": spec.study_seed,
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "versions": library_versions(),
+        "device": ", ".join(devices) or "unknown",
+        "variant_order": study.variant_order(),
+        "baselines": list(spec.baselines),
+        "headline_metric": spec.headline_metric,
+        "variants": variants,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def collect(ctx: RunContext, study: Study | None = None) -> Path:
+    """Write results/{runs,scores,curves,videos}.parquet and study.json; refuses when a stage is not done."""
+    study = study or ctx.study()
+    missing = [
+        f"{t.trial_id}/{s}"
+        for t in study.trials
+        for s in STAGES
+        if _needed(t, s) and stage_status(stage_dir(ctx, t, s), stage_hash(t, s)) != "done"
+    ]
+    if missing:
+        raise IncompleteResults(
+            f"cannot collect study '{study.name}': {len(missing)} stage(s) not done, e.g. {missing[:3]}; "
+            f"run `spliter-bench run {study.path}` first"
+        )
+    out = ctx.folder.results
+    scores = _scores(ctx, study)
+    _write_parquet(scores, out / "scores.parquet")
+    _write_parquet(_runs(ctx, study), out / "runs.parquet")
+    _write_parquet(_curves(ctx, study), out / "curves.parquet")
+    _write_parquet(_videos(ctx, study), out / "videos.parquet")
+    protocol = study_protocol(ctx, study)
+    if protocol["headline_metric"] not in set(scores["metric"]):
+        log.warning("headline_metric %r was not scored; the report picks its own", protocol["headline_metric"])
+        protocol["headline_metric"] = None
+    write_json(out / "study.json", protocol)
+    write_atomic(ctx.root / "study.yaml", study.path.read_text())
+    return out
+
+
+def _needed(trial, stage: str) -> bool:
+    from ablations.stages import applies
+
+    return applies(trial, stage)

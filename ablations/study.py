@@ -1,0 +1,389 @@
+"""Study files: a YAML of shared settings + named variants (or a matrix of axes) -> validated trials.
+
+The sections `model`, `train`, `regime` and `rollout` are validated against the library's own config
+dataclasses (`SpliterConfig`, `TrainConfig`, `RegimeConfig`, `RolloutConfig`), so the schema lives in one
+place. Everything else is defined here.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ablations.schema import StudyError, from_dict, set_dotted, to_dict
+
+STUDIES_DIR = Path(__file__).parent / "studies"
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+BASELINES = ("static", "mean_motion")
+# Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
+HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
+
+
+@dataclass
+class DataConfig:
+    source: Literal["shapes", "synthetic", "folder", "msrvtt", "tgif"] = "shapes"
+    n_videos: int = 120  # shapes / synthetic: how many clips to make
+    frames: int = 12  # frames per video in the store
+    fps: float | None = 8.0  # sampling rate when encoding videos (None: the video's own rate)
+    size: int = 64  # shapes: render size in pixels
+    path: str | None = None  # folder: root; msrvtt: the 1k-A csv; tgif: the tsv
+    videos: str | None = None  # msrvtt / tgif: the folder with the video files
+    caption_column: str = "caption"
+    val_fraction: float = 0.25
+    split_seed: int = 0
+    seed: int = 0  # shapes / synthetic generation seed
+    dim: int = 32  # synthetic only
+    text_tokens: int = 8  # synthetic only
+    noise: float = 0.02  # synthetic only
+
+
+@dataclass
+class BackendConfig:
+    name: Literal["tiny", "kandinsky22", "kandinsky22-random"] = "tiny"
+    seed: int = 0  # tiny / random weights
+    prior: str | None = None  # local folder or hub id (HF cache) of kandinsky-2-2-prior
+    decoder: str | None = None  # local folder or hub id (HF cache) of kandinsky-2-2-decoder
+    cache_dir: str | None = None
+    prior_steps: int = 2
+    prior_seed: int = 0
+    guidance: float = 4.0
+    encode_size: int = 224  # frames are centre-cropped and resized to this before the image encoder
+
+
+@dataclass
+class GenerateConfig:
+    enabled: bool = True
+    prompts: str = "motion-v1"  # a name under ablations/prompts/ or a path to a .jsonl
+    prompt_tags: list[str] = field(default_factory=list)  # keep prompts having any of these tags
+    max_prompts: int | None = None
+    samples_per_prompt: int = 1
+    frames: int = 8
+    dt: float = 0.25  # seconds between generated frames
+    size: int = 64
+    decoder_steps: int = 2
+    guidance: float = 4.0
+    noise: Literal["same", "per_frame"] = "same"
+    fps: float = 8.0
+    mode: Literal["step", "chain"] = "step"
+
+
+@dataclass
+class FVDConfig:
+    enabled: bool = False
+    # A local weights file (i3d_pretrained_400.pt or i3d_torchscript.pt), or "random" for a random-weight I3D
+    # (exercises the protocol; its rows are never a quality number and are flagged unreliable).
+    weights: str = "random"
+    protocol: Literal["videogpt", "styleganv"] = "videogpt"
+    frames: int = 16
+    resolution: int = 224  # 224 is the published protocol; other values are named in the metric
+    resize: Literal["squash", "short_side_crop"] = "squash"
+
+
+@dataclass
+class MetricsConfig:
+    embedding: bool = True  # held-out embedding metrics (step and chain mode)
+    # "backend" (the generator's own CLIP image encoder) and/or "openclip:<model>@<weights file>";
+    # "openclip:<model>@random" only for smoke studies (random weights: flagged in the metric name).
+    clip_encoders: list[str] = field(default_factory=lambda: ["backend"])
+    fvd: FVDConfig = field(default_factory=FVDConfig)
+
+
+@dataclass
+class Resources:
+    cpu: float = 1.0  # per trial, for the Ray launcher
+    gpu: float = 0.0
+    threads: int = 1  # torch intra-op threads per trial: fixed so every launcher computes identical numbers
+
+
+@dataclass
+class StudyFile:
+    study: str
+    description: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    study_seed: int = 1234
+    data: DataConfig = field(default_factory=DataConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    regime: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] = field(default_factory=dict)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    resources: Resources = field(default_factory=Resources)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # axis -> level -> overrides; the product of all axes becomes variants named by their non-default levels
+    matrix: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    # The metric the report leads with; held-out embedding accuracy answers the study's question directly.
+    headline_metric: str = "embed_cosine[step,start=true]"
+
+
+@dataclass(frozen=True)
+class Trial:
+    study: str
+    variant: str
+    seed: int
+    kind: str  # "spliter" | "baseline"
+    config: dict  # the resolved configuration (plain data)
+    factors: dict  # value of each ablation axis, for reports
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(hashed_view(self.config))
+
+    @property
+    def trial_id(self) -> str:
+        return f"{self.variant}-s{self.seed}-{self.config_hash[:8]}"
+
+
+@dataclass
+class Study:
+    spec: StudyFile
+    path: Path
+    trials: list[Trial]
+
+    @property
+    def name(self) -> str:
+        return self.spec.study
+
+    def trial(self, trial_id: str) -> Trial:
+        for trial in self.trials:
+            if trial.trial_id == trial_id:
+                return trial
+        raise KeyError(f"study '{self.name}' has no trial '{trial_id}' (see `spliter-bench plan {self.path}`)")
+
+    def variant_order(self) -> list[str]:
+        order: list[str] = []
+        for trial in self.trials:
+            if trial.variant not in order:
+                order.append(trial.variant)
+        return order
+
+
+def stable_hash(data: Any) -> str:
+    """sha256 of the canonical JSON of `data`."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hashed_view(config: dict) -> dict:
+    """The resolved config without the keys that cannot change results."""
+    view = copy.deepcopy(config)
+    view.pop("resources", None)
+    return view
+
+
+def find_study(name_or_path: str | Path) -> Path:
+    """A shipped study name (quickstart, synthetic, paper) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise StudyError(f"study file not found: {path}")
+        return path
+    shipped = STUDIES_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+    raise StudyError(f"unknown study '{name_or_path}': give a .yaml path or one of {names}")
+
+
+def load_study(name_or_path: str | Path) -> Study:
+    """Read, validate and expand a study; every error names the file and the key path."""
+    path = find_study(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise StudyError(f"{path}: not valid YAML: {err}") from err
+    try:
+        spec = from_dict(StudyFile, raw)
+        trials = expand_trials(spec)
+    except StudyError as err:
+        raise StudyError(f"{path}: {err}") from None
+    return Study(spec=spec, path=path.resolve(), trials=trials)
+
+
+def _variant_overrides(spec: StudyFile) -> dict[str, dict[str, Any]]:
+    variants = dict(spec.variants)
+    if spec.matrix:
+        axes = list(spec.matrix.items())
+        for combo in itertools.product(*[list(levels.items()) for _, levels in axes]):
+            names = [combo[0][0]] + [
+                level for (_, levels), (level, _) in zip(axes[1:], combo[1:], strict=True) if level != next(iter(levels))
+            ]
+            overrides: dict[str, Any] = {}
+            for _, level_overrides in combo:
+                overrides.update(level_overrides or {})
+            variants["-".join(names)] = overrides
+    if not variants:
+        variants["base"] = {}
+    clash = set(variants) & set(BASELINES)
+    if clash:
+        raise StudyError(f"variants.{sorted(clash)[0]}: this name is reserved for a baseline")
+    return variants
+
+
+def _library_configs():
+    # Imported lazily: `plan` and `doctor` must work without loading torch-heavy code first.
+    from spliter.models import SpliterConfig
+    from spliter.regimes import RegimeConfig
+    from spliter.rollout import RolloutConfig
+    from spliter.train import TrainConfig
+
+    return SpliterConfig, TrainConfig, RegimeConfig, RolloutConfig
+
+
+def _validated_section(cls: type, data: dict, path: str, exclude: tuple[str, ...] = ()) -> dict:
+    for key in exclude:
+        if key in data:
+            raise StudyError(f"{path}.{key}: set by the harness, remove it from the study")
+    return to_dict(from_dict(cls, data, path))
+
+
+def regime_name(regime: dict) -> str:
+    """A readable name for a regime: base, back, rotate, diff, combined, or a '+'-joined mix."""
+    parts = [name for name, on in (("back", regime["back"]), ("rotate", regime["rotate"]), ("diff", regime["diff"] > 0)) if on]
+    if len(parts) == 3:
+        return "combined"
+    return "+".join(parts) or "base"
+
+
+def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> tuple[dict, dict]:
+    sections = {
+        "model": copy.deepcopy(spec.model),
+        "train": copy.deepcopy(spec.train),
+        "regime": copy.deepcopy(spec.regime),
+        "rollout": copy.deepcopy(spec.rollout),
+        "generate": to_dict(spec.generate),
+        "metrics": to_dict(spec.metrics),
+    }
+    for dotted, value in overrides.items():
+        if dotted.split(".")[0] not in sections:
+            raise StudyError(f"variants.{name}.{dotted}: overrides must start with one of {sorted(sections)}")
+        set_dotted(sections, dotted, value)
+    spliter_cfg, train_cfg, regime_cfg, rollout_cfg = _library_configs()
+    # Shared sections are reported by their own key path; a variant's by the variant, then the merged key path.
+    at = "" if name == "<shared>" else f"variants.{name} (merged) -> "
+    model = _validated_section(spliter_cfg, sections["model"], f"{at}model")
+    train = _validated_section(train_cfg, sections["train"], f"{at}train", HARNESS_TRAIN_KEYS)
+    for key in HARNESS_TRAIN_KEYS:
+        train.pop(key, None)
+    regime = _validated_section(regime_cfg, sections["regime"], f"{at}regime")
+    rollout = _validated_section(rollout_cfg, sections["rollout"], f"{at}rollout")
+    generate = to_dict(from_dict(GenerateConfig, sections["generate"], f"{at}generate"))
+    metrics = to_dict(from_dict(MetricsConfig, sections["metrics"], f"{at}metrics"))
+    config = {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}
+    factors = {
+        "kind": "spliter",
+        "regime": regime_name(regime),
+        "head": model["head"],
+        "rotation_layer": model["rotation_layer"],
+        "cross_attention": model["cross_attention"],
+    }
+    return config, factors
+
+
+def expand_trials(spec: StudyFile) -> list[Trial]:
+    """Baselines first (one per seed: they share the generation seeds of their slot), then every variant × seed."""
+    if not spec.seeds:
+        raise StudyError("seeds: give at least one training seed")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise StudyError(f"seeds: duplicate seeds in {spec.seeds}")
+    for i, name in enumerate(spec.baselines):
+        if name not in BASELINES:
+            raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(BASELINES)}")
+    shared = {
+        "data": to_dict(spec.data),
+        "backend": to_dict(spec.backend),
+        "study_seed": spec.study_seed,
+        "resources": to_dict(spec.resources),
+    }
+    trials: list[Trial] = []
+    base_config, _ = _resolve_spliter(spec, "<shared>", {})
+    for name in spec.baselines:
+        config = {
+            **shared,
+            "kind": "baseline",
+            "baseline": name,
+            "model": {"time_scale": base_config["model"]["time_scale"]},
+            "rollout": base_config["rollout"],
+            "generate": base_config["generate"],
+            "metrics": base_config["metrics"],
+        }
+        for seed in spec.seeds:
+            trials.append(Trial(spec.study, name, seed, "baseline", {**config, "seed": seed}, {"kind": "baseline"}))
+    for name, overrides in _variant_overrides(spec).items():
+        config, factors = _resolve_spliter(spec, name, overrides or {})
+        for seed in spec.seeds:
+            full = {**shared, **config, "kind": "spliter", "seed": seed}
+            trials.append(Trial(spec.study, name, seed, "spliter", full, factors))
+    return trials
+
+
+def select_trials(trials: list[Trial], only: str | None) -> list[Trial]:
+    """Filter by `variant=a|b,seed=0|1` (comma separates keys, '|' alternatives)."""
+    if not only:
+        return trials
+    wanted: dict[str, set[str]] = {}
+    for part in only.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("variant", "seed"):
+            raise StudyError(f"--only {only!r}: use variant=NAME[|NAME],seed=N[|N]")
+        wanted[key.strip()] = {v.strip() for v in value.split("|")}
+    chosen = [
+        t
+        for t in trials
+        if t.variant in wanted.get("variant", {t.variant}) and str(t.seed) in wanted.get("seed", {str(t.seed)})
+    ]
+    if not chosen:
+        raise StudyError(f"--only {only!r} selects no trial")
+    return chosen
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    tags: tuple[str, ...] = ()
+
+
+def prompt_file(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".jsonl":
+        if not path.exists():
+            raise StudyError(f"prompt file not found: {path}")
+        return path
+    shipped = PROMPTS_DIR / f"{name_or_path}.jsonl"
+    if not shipped.exists():
+        names = sorted(p.stem for p in PROMPTS_DIR.glob("*.jsonl"))
+        raise StudyError(f"unknown prompt set '{name_or_path}': give a .jsonl path or one of {names}")
+    return shipped
+
+
+def load_prompts(generate: dict) -> tuple[list[Prompt], str, str]:
+    """Prompts selected by the generate section, the set's name and the sha256 of the whole file."""
+    path = prompt_file(generate["prompts"])
+    data = path.read_bytes()
+    prompts = []
+    for line_no, line in enumerate(data.decode().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            prompts.append(Prompt(str(item["id"]), str(item["text"]), tuple(item.get("tags", []))))
+        except (json.JSONDecodeError, KeyError) as err:
+            raise StudyError(f"{path}:{line_no}: each line needs JSON with 'id' and 'text' ({err})") from err
+    tags = set(generate.get("prompt_tags") or [])
+    if tags:
+        prompts = [p for p in prompts if tags & set(p.tags)]
+    if generate.get("max_prompts"):
+        prompts = prompts[: generate["max_prompts"]]
+    if not prompts:
+        raise StudyError(f"{path}: no prompt left after selecting tags {sorted(tags)}")
+    return prompts, path.stem, hashlib.sha256(data).hexdigest()

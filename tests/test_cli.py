@@ -1,0 +1,178 @@
+"""The harness end to end through the CLI, on a micro study (2 variants x 2 seeds + a baseline, tiny everything)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from ablations.cli import main
+
+MICRO = {
+    "study": "micro",
+    "seeds": [0, 1],
+    "data": {"source": "shapes", "n_videos": 12, "frames": 8, "fps": 8.0, "size": 32, "val_fraction": 0.25},
+    "backend": {"name": "tiny", "prior_steps": 2},
+    "model": {"width": 8, "depth": 1, "heads": 2, "dropout": 0.0},
+    "train": {"epochs": 2, "batch_size": 16, "patience": 2},
+    "regime": {"pairs_per_video": 4},
+    "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
+                 "size": 32, "decoder_steps": 1, "fps": 4.0},
+    "metrics": {"embedding": True, "clip_encoders": ["backend"], "fvd": {"enabled": False}},
+    "variants": {"base": {}, "back": {"regime.back": True}},
+    "baselines": ["static"],
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+def cli_process(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ablations.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def scores(root: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(root / "micro" / "results" / "scores.parquet")
+    return frame.sort_values(["trial_id", "metric", "prompt_id", "sample_idx", "extra"]).reset_index(drop=True)
+
+
+def done_markers(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("DONE")}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """The micro study run once, uninterrupted, with the local launcher."""
+    tmp = tmp_path_factory.mktemp("micro")
+    study = write(tmp / "micro.yaml", MICRO)
+    assert cli("run", str(study), "--out", str(tmp / "runs"), "--no-report") == 0
+    return study, tmp / "runs"
+
+
+def test_run_writes_every_results_table(finished):
+    _, root = finished
+    results = root / "micro" / "results"
+    for name in ("scores", "runs", "curves", "videos"):
+        assert (results / f"{name}.parquet").exists(), name
+    frame = scores(root)
+    assert set(frame.variant) == {"base", "back", "static"}
+    assert frame["value"].notna().all()
+    assert {"video", "set"} >= set(frame.level)
+    videos = pd.read_parquet(results / "videos.parquet")
+    assert len(videos) == 3 * 2 * 2  # variants x seeds x prompts
+    assert all((root / "micro" / gif).exists() for gif in videos.gif)
+    study = json.loads((results / "study.json").read_text())
+    assert study["prompt_set"]["name"] == "motion-v1" and len(study["prompt_set"]["sha256"]) == 64
+    runs = pd.read_parquet(results / "runs.parquet")
+    assert set(runs.stage) == {"encode", "train", "generate", "score"}
+    assert runs.git_sha.notna().all()
+
+
+def test_second_run_does_no_work(finished):
+    study, root = finished
+    before = done_markers(root)
+    started = time.time()
+    assert cli("run", str(study), "--out", str(root), "--no-report") == 0
+    assert time.time() - started < 30
+    assert done_markers(root) == before
+
+
+def test_plan_reports_done_after_a_run(finished, capsys):
+    study, root = finished
+    assert cli("plan", str(study), "--out", str(root), "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["score"] for row in rows} == {"done"}
+    assert {row["train"] for row in rows if row["variant"] == "static"} == {"-"}
+
+
+def test_changing_one_variant_reruns_only_that_variant(finished, tmp_path):
+    study, root = finished
+    copy = tmp_path / "runs"
+    shutil.copytree(root, copy)
+    before = done_markers(copy)
+    changed = json.loads(json.dumps(MICRO))
+    changed["variants"]["back"]["train.lr"] = 0.002
+    assert cli("run", str(write(tmp_path / "micro.yaml", changed)), "--out", str(copy), "--no-report") == 0
+    after = done_markers(copy)
+    new = set(after) - set(before)
+    assert new and all("/back-" in path for path in new)
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_sigkill_during_training_then_resume_gives_identical_scores(finished, tmp_path):
+    study, root = finished
+    out = tmp_path / "runs"
+    proc = cli_process("run", str(study), "--out", str(out), "--no-report")
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("micro/trials/*/train.partial/checkpoints/last.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(out.glob("micro/trials/*/train.partial")), "the kill did not land during training"
+    assert cli("run", str(study), "--out", str(out), "--no-report") == 0
+    pd.testing.assert_frame_equal(scores(out), scores(root))
+
+
+def test_two_simultaneous_runs_do_not_corrupt_anything(finished, tmp_path):
+    study, root = finished
+    out = tmp_path / "runs"
+    procs = [cli_process("run", str(study), "--out", str(out), "--no-report") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    pd.testing.assert_frame_equal(scores(out), scores(root))
+
+
+def test_ray_launcher_gives_the_same_scores_as_local(finished, tmp_path):
+    pytest.importorskip("ray")
+    study, root = finished
+    out = tmp_path / "runs"
+    assert cli("run", str(study), "--out", str(out), "--launcher", "ray", "--workers", "2", "--no-report") == 0
+    pd.testing.assert_frame_equal(scores(out), scores(root))
+
+
+def test_report_verb_rebuilds_only_the_report(finished):
+    study, root = finished
+    before = done_markers(root)
+    results_before = {p.name: p.stat().st_mtime_ns for p in (root / "micro" / "results").iterdir()}
+    assert cli("report", str(study), "--out", str(root)) == 0
+    assert (root / "micro" / "report" / "index.html").exists()
+    assert done_markers(root) == before
+    assert {p.name: p.stat().st_mtime_ns for p in (root / "micro" / "results").iterdir()} == results_before
+
+
+def test_bad_study_fails_before_any_work_naming_the_key(tmp_path, capsys):
+    bad = json.loads(json.dumps(MICRO))
+    bad["train"]["epocs"] = 3
+    assert cli("run", str(write(tmp_path / "bad.yaml", bad)), "--out", str(tmp_path / "runs")) == 1
+    assert "train.epocs" in capsys.readouterr().err.replace("\n", "")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_weights_folder_fails_before_any_work_naming_it(tmp_path, capsys):
+    real = json.loads(json.dumps(MICRO))
+    real["backend"] = {"name": "kandinsky22", "prior": str(tmp_path / "no-prior"), "decoder": str(tmp_path / "no-dec")}
+    assert cli("run", str(write(tmp_path / "real.yaml", real)), "--out", str(tmp_path / "runs")) == 1
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "no-prior" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_verb_has_help(capsys):
+    for verb in ("doctor", "plan", "encode", "train", "generate", "score", "collect", "report", "run"):
+        assert cli(verb, "--help") == 0
+        assert "Usage" in capsys.readouterr().out
