@@ -114,18 +114,31 @@ def test_changing_one_variant_reruns_only_that_variant(finished, tmp_path):
     assert {k: v for k, v in after.items() if k in before} == before
 
 
-def test_sigkill_during_training_then_resume_gives_identical_scores(finished, tmp_path):
-    study, root = finished
-    out = tmp_path / "runs"
+def test_sigkill_during_training_then_resume_gives_identical_scores(tmp_path):
+    # Long enough training (a checkpoint after every optimiser step) that the kill lands inside it.
+    long = json.loads(json.dumps(MICRO))
+    long["train"].update({"epochs": 40, "patience": None, "checkpoint_every": 1})
+    long["variants"] = {"base": {}}
+    study = write(tmp_path / "micro.yaml", long)
+    assert cli("run", str(study), "--out", str(tmp_path / "uninterrupted"), "--no-report") == 0
+
+    out = tmp_path / "killed"
     proc = cli_process("run", str(study), "--out", str(out), "--no-report")
     deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("micro/trials/*/train.partial/checkpoints/last.pt")):
-        time.sleep(0.05)
+    while time.time() < deadline and proc.poll() is None:
+        if list(out.glob("micro/trials/*/train.partial/checkpoints/last.pt")):
+            break
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list(out.glob("micro/trials/*/train.partial")), "the kill did not land during training"
+    partial = list(out.glob("micro/trials/*/train.partial/checkpoints/last.pt"))
+    assert partial, "the kill did not land during training"
+    killed_trial = partial[0].parents[2]
+    assert not (killed_trial / "train" / "DONE").exists()
+
     assert cli("run", str(study), "--out", str(out), "--no-report") == 0
-    pd.testing.assert_frame_equal(scores(out), scores(root))
+    assert not list(out.glob("micro/trials/*/*.partial")), "a resumed run leaves no partial folders behind"
+    pd.testing.assert_frame_equal(scores(out), scores(tmp_path / "uninterrupted"))
 
 
 def test_two_simultaneous_runs_do_not_corrupt_anything(finished, tmp_path):

@@ -348,9 +348,11 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, crf: int 
     rate = _fps_fraction(fps, path)
     with _atomic(path) as tmp:
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as container:
-            # One encoder thread: threaded x264 output can differ between runs on a loaded machine, and a
-            # dataset written twice must decode to the same frames (seeds -> same numbers).
-            stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "threads": "1"})
+            # A dataset written twice must decode to the same frames (seeds -> same numbers). Threaded x264
+            # output differs between runs on a loaded machine, and x264's lookahead (mb-tree) made small
+            # clips differ from call to call even on one thread: both are off.
+            options = {"crf": str(crf), "threads": "1", "x264-params": "rc-lookahead=0"}
+            stream = container.add_stream("libx264", rate=rate, options=options)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
