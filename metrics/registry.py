@@ -86,6 +86,9 @@ class MetricSpec:
     higher_is_better: bool
     version: str
     description: str = ""
+    # False for counterweights (motion): read next to other metrics, never ranked. Written into the row's
+    # extra as {"ranked": false}, so reports do not mark a "best" (most moving) variant.
+    ranked: bool = True
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -121,7 +124,8 @@ class MetricSpec:
             if ident is not None and (isinstance(ident, bool) or int(ident) != ident):
                 raise MetricError(f"metric {self.name!r}: {label} must be an integer, got {ident!r}")
         try:
-            extra_json = json.dumps(dict(extra or {}), sort_keys=True, allow_nan=False)
+            extra_json = json.dumps({**(extra or {}), **({} if self.ranked else {"ranked": False})},
+                                    sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise MetricError(f"metric {self.name!r}: extra must be JSON with finite numbers: {err}") from err
         return {
@@ -212,6 +216,7 @@ def embedding_motion_spec(encoder: str) -> MetricSpec:
         True,
         MOTION_VERSION,
         "mean L2 distance between consecutive unit frame embeddings in [0, 2]; a counterweight, not quality",
+        ranked=False,
     )
 
 
@@ -223,6 +228,7 @@ def pixel_motion_spec() -> MetricSpec:
         True,
         MOTION_VERSION,
         "mean absolute difference of consecutive uint8 frames, 0-255 units; a counterweight, not quality",
+        ranked=False,
     )
 
 

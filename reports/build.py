@@ -196,11 +196,39 @@ def show_figure(page: Page, make: Callable[[], Figure], name: str, caption: str)
     show(f"![{name}](figures/{png.name})\n\n*{caption}*")
 
 
+# Wide tables scroll inside the page instead of running off it; long metric names may wrap.
+PAGE_STYLE = """<style>
+.jp-RenderedHTMLCommon table, .rendered_html table { display: block; overflow-x: auto; max-width: 100%; }
+.jp-RenderedHTMLCommon th, .rendered_html th { overflow-wrap: anywhere; min-width: 6em; }
+</style>"""
+RANDOM_BACKENDS = ("tiny", "kandinsky22-random")
+
+
 def protocol_section(page: Page) -> None:
+    from IPython.display import HTML, display
+
+    display(HTML(PAGE_STYLE))
     show(
         f"# Report: {page.results.study['study']}\n\n"
         + tables.to_markdown(tables.protocol_table(page.results))
     )
+    note = what_the_numbers_mean(page.results.study)
+    if note:
+        show(f"*{note}*")
+
+
+def what_the_numbers_mean(study: dict) -> str:
+    """A warning for studies whose numbers measure the pipeline, not the method (empty for real studies)."""
+    source = (study.get("data") or {}).get("source")
+    backend = (study.get("backend") or {}).get("name", "")
+    if source == "synthetic":
+        return ("Data: synthetic ground-truth trajectories (`spliter.data.synthetic`), whose motion follows from "
+                "the caption. A known-answer test of the method's training and rollouts, not of Kandinsky 2.2.")
+    if backend in RANDOM_BACKENDS:
+        return (f"The `{backend}` backend has random weights: its CLIP embeddings carry no meaning, so these numbers "
+                "check the pipeline's mechanics end to end, not the method. For a comparison with a known answer run "
+                "`spliter-bench run synthetic`; for real numbers, the `paper` study with the Kandinsky 2.2 weights.")
+    return ""
 
 
 def headline_section(page: Page) -> None:
@@ -282,7 +310,8 @@ def gif_section(page: Page) -> None:
     show(
         f"![GIF grid](gifs/{grid.name})\n\n*Rows: {shown}; columns: variants, baselines first. Each row uses "
         f"sample 0 of the first training seed, so a row shares one generation seed and differences come from the "
-        f"variant. Shorter videos hold their last frame.* One strip per prompt: {links}."
+        f"variant. Shorter videos hold their last frame.* [Full size](gifs/{grid.name}); one strip per prompt: "
+        f"{links}."
     )
 
 

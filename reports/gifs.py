@@ -59,13 +59,16 @@ def grid_margins(tile: int = DEFAULT_TILE) -> tuple[int, int]:
 
 
 def wrap_text(text: str, font: Any, width: int, max_lines: int) -> list[str]:
-    """Greedy word wrap to `width` px; over-long words are split; the last kept line ends in … if cut."""
+    """Greedy word wrap to `width` px; over-long words are split (after a hyphen where one fits); the last kept
+    line ends in … if cut."""
     words: list[str] = []
     for word in text.split():
         while font.getlength(word) > width and len(word) > 1:
             cut = 1
             while cut < len(word) - 1 and font.getlength(word[: cut + 1]) <= width:
                 cut += 1
+            hyphen = word.rfind("-", 0, cut)
+            cut = hyphen + 1 if hyphen > 0 else cut
             words.append(word[:cut])
             word = word[cut:]
         words.append(word)

@@ -119,7 +119,8 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def parse_scores(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Check values and parse `extra`; adds columns horizon, mode, ci_low, ci_high (NaN/None where absent)."""
+    """Check values and parse `extra`; adds columns horizon, mode, ci_low, ci_high (NaN/None where absent) and
+    ranked (False for counterweight metrics such as motion, which are never marked best)."""
     scores = scores.copy()
     scores["value"] = pd.to_numeric(scores["value"], errors="coerce").astype(float)
     bad = ~np.isfinite(scores["value"].to_numpy())
@@ -139,6 +140,7 @@ def parse_scores(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
     scores["mode"] = [extra.get("mode") for extra in scores["extra"]]
     for key in ("ci_low", "ci_high"):
         scores[key] = [float(extra[key]) if key in extra else math.nan for extra in scores["extra"]]
+    scores["ranked"] = [bool(extra.get("ranked", True)) for extra in scores["extra"]]
     for column in ("higher_is_better", "reliable"):
         scores[column] = scores[column].astype(bool)
     return scores

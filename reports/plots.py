@@ -11,12 +11,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from reports.load import variant_order
 
 DPI = 120
 STYLE = "whitegrid"
+LEGEND_ENTRY_WIDTH = 2.3  # inches per legend column: room for a variant name like "combined-plane-attention"
+LEGEND_ROW_HEIGHT = 0.24  # inches per legend row
+PANEL_HEIGHT = 3.4
 
 POINTS_CAPTION = (
     "Points: mean per variant; error bars: the 95% interval of the headline table (Student-t across training "
@@ -61,6 +65,23 @@ def new_figure(width: float, height: float, ncols: int = 1, sharey: bool = False
     return figure, list(axes)
 
 
+def legend_rows(count: int, width: float) -> tuple[int, int]:
+    """(columns, rows) of a legend of `count` entries under a figure `width` inches wide."""
+    columns = max(1, min(count, int(width // LEGEND_ENTRY_WIDTH)))
+    return columns, math.ceil(count / columns)
+
+
+def legend_below(figure: Figure, handles: list[Any], labels: list[str], title: str) -> None:
+    """One legend for the whole figure, under its axes, in as many columns as fit (readable at any count)."""
+    columns, _ = legend_rows(len(labels), figure.get_figwidth())
+    figure.legend(handles, labels, title=title, loc="outside lower center", ncol=columns, frameon=False)
+
+
+def legend_height(count: int, width: float) -> float:
+    """Inches a `legend_below` of `count` entries needs (title included)."""
+    return LEGEND_ROW_HEIGHT * (legend_rows(count, width)[1] + 1.5)
+
+
 def label_variants(ax: Any, names: list[str]) -> None:
     """Tick labels that stay readable: rotated when there are many or long names."""
     rotate = len(names) > 4 or max((len(name) for name in names), default=0) > 8
@@ -97,72 +118,87 @@ def metric_points(summary: pd.DataFrame, study: dict[str, Any], metric: str) -> 
 
 
 def horizon_growth(horizon: pd.DataFrame, study: dict[str, Any], metric: str) -> Figure:
-    """x = horizon, y = metric, one line per variant, one panel per mode (step, chain)."""
+    """x = horizon, y = metric, one line per variant, one panel per mode (step, chain); legend underneath."""
     rows = horizon[horizon["metric"] == metric]
     if rows.empty:
         raise NothingToPlot(f"no horizon rows for metric {metric!r}: nothing to plot")
     modes = sorted(rows["mode"].unique(), key=lambda mode: (mode != "step", mode))
     order = [name for name in variant_order(study, rows["variant"]) if name in set(rows["variant"])]
     colours = palette(study, order)
-    figure, axes = new_figure(4.2 * len(modes) + 1.5, 3.6, ncols=len(modes), sharey=True)
+    width = max(9.0, 4.8 * len(modes))
+    figure, axes = new_figure(width, PANEL_HEIGHT + legend_height(len(order), width), ncols=len(modes), sharey=True)
     for ax, mode in zip(axes, modes, strict=True):
         for variant in order:
             line = rows[(rows["mode"] == mode) & (rows["variant"] == variant)].sort_values("horizon")
             if line.empty:
                 continue
-            ax.plot(line["horizon"], line["mean"], marker="o", color=colours[variant], label=variant)
+            ax.plot(line["horizon"], line["mean"], marker="o", markersize=3, color=colours[variant], label=variant)
             finite = line["ci_low"].notna() & line["ci_high"].notna()
             ax.fill_between(line["horizon"][finite], line["ci_low"][finite], line["ci_high"][finite],
-                            color=colours[variant], alpha=0.2, linewidth=0)  # fmt: skip
+                            color=colours[variant], alpha=0.12, linewidth=0)  # fmt: skip
         ax.set_title(f"{metric} ({mode})")
-        ax.set_xlabel("horizon (steps)")
-        ax.set_xticks(sorted(rows["horizon"].unique()))
+        ax.set_xlabel("horizon (frames after the start)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("value")
-    axes[-1].legend(title="variant", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles = [Line2D([], [], color=colours[name], marker="o", markersize=4) for name in order]
+    legend_below(figure, handles, order, "variant")
     return figure
 
 
 def training_curves(curves: pd.DataFrame, study: dict[str, Any]) -> Figure:
-    """epoch vs value per curve metric (loss, cosine): hue = variant, style = split."""
+    """epoch vs value per curve metric (loss, cosine): colour = variant, solid = train, dashed = val."""
     if curves.empty:
         raise NothingToPlot("curves.parquet has no rows (no trained variants): no training curves to plot")
     metrics = sorted(curves["metric"].unique(), key=lambda name: (name != "loss", name))
     order = [name for name in variant_order(study, curves["variant"]) if name in set(curves["variant"])]
-    figure, axes = new_figure(4.2 * len(metrics) + 1.5, 3.6, ncols=len(metrics))
-    for index, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
+    colours = palette(study, order)
+    width = max(9.0, 4.8 * len(metrics))
+    height = PANEL_HEIGHT + legend_height(len(order) + 2, width)
+    figure, axes = new_figure(width, height, ncols=len(metrics))
+    for ax, metric in zip(axes, metrics, strict=True):
         sns.lineplot(
             data=curves[curves["metric"] == metric], x="epoch", y="value", hue="variant", hue_order=order,
-            style="split", style_order=["train", "val"], palette=palette(study, order), errorbar=("ci", 95),
-            seed=0, ax=ax, legend=index == len(metrics) - 1,
+            style="split", style_order=["train", "val"], palette=colours, errorbar=("ci", 95), seed=0, ax=ax,
+            legend=False,
         )  # fmt: skip
         ax.set_title(metric)
         ax.set_ylabel(metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    legend = axes[-1].get_legend()
-    if legend is not None:
-        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0))
+    handles = [Line2D([], [], color=colours[name]) for name in order]
+    handles += [Line2D([], [], color="0.3", linestyle=style) for style in ("-", "--")]
+    legend_below(figure, handles, [*order, "train", "val"], "variant; split")
     return figure
 
 
 def ablation_effects(effects: pd.DataFrame, study: dict[str, Any], metric: str) -> Figure:
-    """One row per switch (tables.ablation_table): the paired difference with its interval and a zero line."""
+    """One panel per switch (e.g. "rotation_layer: off→plane"), one row per variant pair, sharing the x axis."""
     if effects.empty:
         raise NothingToPlot(
             f"no pair of variants differs in exactly one switch with scores for {metric!r}: no ablation view"
         )
     colours = palette(study, effects["after"])
-    figure, (ax,) = new_figure(7.5, 0.55 * len(effects) + 1.6)
-    for y, row in enumerate(effects.itertuples()):
-        has_interval = math.isfinite(row.diff_low) and math.isfinite(row.diff_high)
-        interval = [[row.diff - row.diff_low], [row.diff_high - row.diff]] if has_interval else None
-        ax.errorbar(row.diff, y, xerr=interval, fmt="o", capsize=4, color=colours[row.after],
-                    markerfacecolor=colours[row.after] if row.reliable else "white")  # fmt: skip
-    ax.axvline(0.0, color="0.3", linestyle=":", linewidth=1)
-    ax.set_yticks(range(len(effects)))
-    ax.set_yticklabels(effects["switch"])
-    ax.invert_yaxis()
+    panels = effects["switch"].str.split(" (", n=1, regex=False).str[0]
+    groups = list(dict.fromkeys(panels))
+    sizes = [int((panels == group).sum()) for group in groups]
+    labels = effects["before"] + " → " + effects["after"]
+    width = max(7.0, 3.5 + 0.075 * int(labels.str.len().max()))
+    figure = Figure(figsize=(width, 0.32 * len(effects) + 0.65 * len(groups) + 0.9), layout="constrained")
+    with sns.axes_style(STYLE):
+        axes = figure.subplots(len(groups), 1, sharex=True, squeeze=False, height_ratios=sizes)[:, 0]
+    for ax, group in zip(axes, groups, strict=True):
+        part = effects[panels == group]
+        for y, row in enumerate(part.itertuples()):
+            has_interval = math.isfinite(row.diff_low) and math.isfinite(row.diff_high)
+            interval = [[row.diff - row.diff_low], [row.diff_high - row.diff]] if has_interval else None
+            ax.errorbar(row.diff, y, xerr=interval, fmt="o", capsize=3, markersize=5, color=colours[row.after],
+                        markerfacecolor=colours[row.after] if row.reliable else "white")  # fmt: skip
+        ax.axvline(0.0, color="0.3", linestyle=":", linewidth=1)
+        ax.set_yticks(range(len(part)))
+        ax.set_yticklabels(labels[panels == group], fontsize=8)
+        ax.set_ylim(len(part) - 0.5, -0.5)
+        ax.set_title(group, fontsize=10, loc="left")
     direction = "higher is better" if effects["higher_is_better"].iloc[0] else "lower is better"
-    ax.set_xlabel(f"Δ {metric} ({direction})")
+    axes[-1].set_xlabel(f"Δ {metric} ({direction})")
     return figure
 
 

@@ -24,7 +24,8 @@ SUMMARY_CAPTION = (
     "Mean and 95% Student-t confidence interval across training seeds (each trial's video rows are first "
     "averaged into one value per seed). With a single seed the interval is taken over videos instead, or is "
     "the stored bootstrap interval for set-level metrics; the `interval` column says which. "
-    f"{BEST_MARK} marks the best reliable variant per metric (respecting its direction). "
+    f"{BEST_MARK} marks the best reliable variant per metric (respecting its direction); motion metrics are "
+    "counterweights to consistency (a still video scores 0) and are not ranked. "
     f"Δ is the difference to the `{REFERENCE}` baseline with a paired interval (over seeds, or over videos "
     f"with one seed). Rows flagged '{UNRELIABLE}' come from too few samples for the metric (e.g. a Fréchet "
     "distance with no more videos than feature dimensions) and are never marked best."
@@ -138,6 +139,7 @@ def summary(scores: pd.DataFrame, study: dict[str, Any], reference: str = REFERE
             records.append({
                 "metric": metric, "variant": variant, "level": group["level"].iloc[0],
                 "higher_is_better": bool(group["higher_is_better"].iloc[0]),
+                "ranked": bool(group["ranked"].all()),
                 "mean": estimate.mean, "ci_low": estimate.low, "ci_high": estimate.high,
                 "n_seeds": int(group["seed"].nunique()), "n_obs": len(group), "interval": estimate.how,
                 "reliable": reliable, "diff": difference.mean, "diff_low": difference.low,
@@ -150,9 +152,9 @@ def summary(scores: pd.DataFrame, study: dict[str, Any], reference: str = REFERE
 
 
 def mark_best(table: pd.DataFrame) -> pd.Series:
-    """True for the best reliable variant(s) of each metric (ties all marked)."""
+    """True for the best reliable variant(s) of each ranked metric (ties all marked; counterweights never)."""
     best = pd.Series(False, index=table.index)
-    for _, group in table[table["reliable"]].groupby("metric"):
+    for _, group in table[table["reliable"] & table["ranked"]].groupby("metric"):
         target = group["mean"].max() if group["higher_is_better"].iloc[0] else group["mean"].min()
         best[group.index[group["mean"] == target]] = True
     return best
@@ -285,7 +287,14 @@ def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str) -> 
 
 
 def format_number(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.4g}"
+    """4 significant digits; near ±1 (cosines, consistencies) enough decimals to show 3 digits of the gap to 1."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    gap = abs(1.0 - abs(value))
+    if 0.0 < gap < 0.01:
+        decimals = min(12, 2 - math.floor(math.log10(gap)))
+        return f"{value:.{decimals}f}"
+    return f"{value:.4g}"
 
 
 def format_interval(mean: float, low: float, high: float) -> str:

@@ -334,3 +334,17 @@ def test_absent_optional_tables_are_recorded_and_reported(tmp_path: Path) -> Non
     (root / "results" / "scores.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="scores.parquet is missing"):
         load_results(root)
+
+
+@pytest.mark.parametrize(
+    ("study", "says"),
+    [
+        ({"data": {"source": "synthetic"}, "backend": {"name": "tiny"}}, "known-answer test"),
+        ({"data": {"source": "shapes"}, "backend": {"name": "tiny"}}, "random weights"),
+        ({"data": {"source": "msrvtt"}, "backend": {"name": "kandinsky22-random"}}, "random weights"),
+        ({"data": {"source": "msrvtt"}, "backend": {"name": "kandinsky22"}}, None),
+    ],
+)
+def test_the_page_says_when_numbers_measure_mechanics_not_the_method(study: dict, says: str | None) -> None:
+    note = build.what_the_numbers_mean(study)
+    assert (says in note) if says else note == ""

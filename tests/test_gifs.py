@@ -130,3 +130,10 @@ def test_wrap_text_fits_the_width_and_marks_a_cut() -> None:
         line for line in gifs.wrap_text("supercalifragilistic", font, 30, 9) if font.getlength(line) <= 30
     ]
     assert "".join(gifs.wrap_text("supercalifragilistic", font, 30, 9)) == "supercalifragilistic"
+
+
+def test_wrap_text_splits_long_variant_names_after_a_hyphen() -> None:
+    font = gifs.load_font(12)
+    width = int(font.getlength("combined-plane-at"))
+    lines = gifs.wrap_text("combined-plane-attention", font, width, 2)
+    assert lines == ["combined-plane-", "attention"]

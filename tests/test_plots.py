@@ -96,11 +96,47 @@ def test_training_curves_show_each_variant_and_split(study: dict) -> None:
         assert len({line.get_linestyle() for line in lines}) == 2
 
 
-def test_ablation_effects_has_one_row_per_switch(scores: pd.DataFrame, study: dict) -> None:
+def test_ablation_effects_has_a_panel_per_switch_and_a_row_per_pair(scores: pd.DataFrame, study: dict) -> None:
     effects = tables.ablation_table(scores, study, TEMPORAL)
     (ax,) = plots.ablation_effects(effects, study, TEMPORAL).axes
-    assert [label.get_text() for label in ax.get_yticklabels()] == ["rotation_layer: off→plane (base → rot)"]
+    assert ax.get_title(loc="left") == "rotation_layer: off→plane"
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["base → rot"]
     assert len(ax.containers) == 1 and ax.containers[0].has_xerr
+
+
+def many_variants_study(count: int = 22) -> tuple[dict, list[str]]:
+    names = [f"regime{index // 4}-plane-attention-{index}" for index in range(count)]
+    return {"study": "s", "variant_order": names, "baselines": [], "variants": {n: {} for n in names}}, names
+
+
+def saved_without_layout_warnings(figure, path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.save_figure(figure, path)
+    assert not [w for w in caught if "constrained_layout" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_many_variants_get_one_legend_under_the_panels_and_a_clean_layout(tmp_path: Path) -> None:
+    study, names = many_variants_study()
+    horizon = pd.DataFrame([
+        {"metric": "h", "mode": mode, "variant": name, "horizon": k, "mean": 1 - 0.01 * k, "ci_low": 0.9,
+         "ci_high": 1.0}
+        for mode in ("step", "chain") for name in names for k in range(1, 6)
+    ])  # fmt: skip
+    curves = pd.DataFrame([
+        {"variant": name, "seed": seed, "epoch": epoch, "split": split, "metric": metric, "value": 1.0 / (epoch + 1)}
+        for name in names for seed in (0, 1) for epoch in range(3) for split in ("train", "val")
+        for metric in ("loss", "cosine")
+    ])  # fmt: skip
+    for name, figure in (("horizon", plots.horizon_growth(horizon, study, "h")),
+                         ("curves", plots.training_curves(curves, study))):  # fmt: skip
+        assert all(ax.get_legend() is None for ax in figure.axes)
+        (legend,) = figure.legends
+        labels = [text.get_text() for text in legend.get_texts()]
+        assert labels[: len(names)] == names
+        saved_without_layout_warnings(figure, tmp_path / name)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from metrics.registry import (
     embedding_specs,
     fid_spec,
     fvd_spec,
+    pixel_motion_spec,
     protocol_name,
     standard_registry,
 )
@@ -32,6 +33,12 @@ def test_row_has_exactly_the_results_columns_and_json_extra():
     assert (row["prompt_id"], row["sample_idx"], row["gen_seed"]) == ("p1", 0, 7)
     assert json.loads(row["extra"]) == {"encoder": "x"}
     assert json.loads(SPEC.row(1.0, 1)["extra"]) == {}
+
+
+def test_counterweight_metrics_say_in_their_rows_that_they_are_not_ranked():
+    motion = pixel_motion_spec()
+    assert not motion.ranked and SPEC.ranked
+    assert json.loads(motion.row(2.5, 7, prompt_id="p", extra={"a": 1})["extra"]) == {"a": 1, "ranked": False}
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -np.inf])

@@ -97,6 +97,16 @@ def test_best_respects_the_direction(higher_is_better: bool, best: str) -> None:
     assert summary.loc[summary["best"], "variant"].tolist() == [best]
 
 
+def test_counterweight_metrics_are_never_marked_best() -> None:
+    unranked = json.dumps({"ranked": False})
+    data = scores(
+        observations("static", {0: [0.0], 1: [0.0]}, extra=unranked),
+        observations("base", {0: [2.0], 1: [2.2]}, extra=unranked),
+    )
+    summary = tables.summary(data, STUDY)
+    assert not summary["best"].any() and not summary["ranked"].any()
+
+
 def test_unreliable_rows_are_flagged_and_never_best() -> None:
     data = scores(
         observations("static", {0: [1.0], 1: [1.0]}),
@@ -230,3 +240,12 @@ def test_overview_puts_the_headline_first_marks_best_and_unreliable() -> None:
     assert cells.loc["base", "embed_cosine[step,start=true] ↑"] == "0.6 ★"
     assert cells.loc["static", "embed_cosine[step,start=true] ↑"] == "0.1"
     assert cells.loc["base", "fvd[x,8f,64,squash] ↓"] == "2 ⚠"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.5, "0.5"), (123.456, "123.5"), (1.0, "1"), (0.99998, "0.9999800"), (0.9975, "0.99750"), (-0.99912, "-0.999120"),
+     (1.00004, "1.0000400"), (float("nan"), "—")],
+)
+def test_numbers_near_one_keep_the_digits_that_differ(value: float, text: str) -> None:
+    assert tables.format_number(value) == text

@@ -10,9 +10,6 @@ from reports import build
 page = build.open_page(study_root)
 build.protocol_section(page)
 
-# %% [markdown]
-# ## Headline table
-
 # %%
 build.headline_section(page)
 
