@@ -86,10 +86,9 @@ def test_run_writes_every_results_table(finished):
 def test_second_run_does_no_work(finished):
     study, root = finished
     before = done_markers(root)
-    started = time.time()
     assert cli("run", str(study), "--out", str(root), "--no-report") == 0
-    assert time.time() - started < 30
     assert done_markers(root) == before
+    # (How long a no-op run takes is measured in tests/benchmarks/test_bench_harness.py.)
 
 
 def test_plan_reports_done_after_a_run(finished, capsys):

@@ -124,3 +124,18 @@ def test_bench_real_decoder_step_vs_spliter_forward(benchmark, real_decoder, lat
         f"{100 * ratio_frame:.4f}% of a {DECODER_STEPS_PRIOR_ART}-step decoded frame"
     )
     assert np.isfinite(frame_s)
+
+
+def test_bench_missing_kandinsky_folder_fails_fast(benchmark, tmp_path: Path):
+    from spliter.backends import WeightsNotFound
+
+    def attempt() -> str:
+        try:
+            make_backend("kandinsky22", device="cpu", prior=tmp_path / "no-prior", decoder=tmp_path / "no-decoder")
+        except WeightsNotFound as err:
+            return str(err)
+        raise AssertionError("a missing folder must raise WeightsNotFound")
+
+    message = benchmark.pedantic(attempt, rounds=5, iterations=1, warmup_rounds=1)
+    assert "no-prior" in message
+    print(f"\n[weights check] missing Kandinsky 2.2 folder -> WeightsNotFound in {benchmark.stats.stats.median * 1e3:.1f} ms")
