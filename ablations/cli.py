@@ -157,7 +157,7 @@ def collect(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> None:
 
     spec = _load(study)
     try:
-        path = collect_results(_context(spec, out, "cpu", False), spec)
+        path = collect_results(_context(spec, out, "cpu", False), spec, force=True)
     except IncompleteResults as err:
         raise Failure(str(err)) from None
     console.print(f"results written to {path}")
@@ -201,9 +201,12 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
     results = collect_results(ctx, spec)
     console.print(f"results: {results}")
     if not no_report:
-        from reports.build import build_report
+        from reports.build import build_report, report_is_current
 
-        console.print(f"report: {build_report(ctx.root)}")
+        if report_is_current(ctx.root):
+            console.print(f"report: {ctx.root / 'report' / 'index.html'} (up to date)")
+        else:
+            console.print(f"report: {build_report(ctx.root)}")
     console.print(f"done in {time.time() - started:.1f} s ({ran} stage(s) ran, {len(outcomes) - ran} already done)")
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.runfolder import git_state, library_versions, write_atomic, write_json
+from ablations.runfolder import git_state, library_versions, mark_done, write_atomic, write_json
 from ablations.schema import to_dict
 from ablations.stages import STAGES, RunContext, stage_dir, stage_hash, stage_status
-from ablations.study import Study, load_prompts
+from ablations.study import Study, load_prompts, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ RUN_COLUMNS = [
 CURVE_COLUMNS = ["study", "trial_id", "variant", "seed", "epoch", "split", "metric", "value"]
 VIDEO_COLUMNS = ["study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed", "gif", "mp4",
                  "frames", "size", "fps"]
+
+
+RESULTS_VERSION = 1  # bump when collect() changes what it writes
+RESULT_FILES = ("scores.parquet", "runs.parquet", "curves.parquet", "videos.parquet", "study.json")
 
 
 class IncompleteResults(RuntimeError):
@@ -161,8 +165,23 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     }
 
 
-def collect(ctx: RunContext, study: Study | None = None) -> Path:
-    """Write results/{runs,scores,curves,videos}.parquet and study.json; refuses when a stage is not done."""
+def results_key(ctx: RunContext, study: Study) -> str:
+    """What the results tables are a function of: the study file and every needed stage's DONE (hash and time)."""
+    stages = []
+    for trial in study.trials:
+        for stage in STAGES:
+            if _needed(trial, stage):
+                done = stage_dir(ctx, trial, stage) / "DONE"
+                stages.append([trial.trial_id, stage, done.read_text().strip(), done.stat().st_mtime_ns])
+    return stable_hash({"study": study.path.read_text(), "stages": stages, "version": RESULTS_VERSION})
+
+
+def collect(ctx: RunContext, study: Study | None = None, force: bool = False) -> Path:
+    """Write results/{runs,scores,curves,videos}.parquet and study.json; refuses when a stage is not done.
+
+    results/DONE holds `results_key`: when it matches and every file is there, nothing is rewritten (unless
+    `force`), so rerunning a finished study leaves its results and report untouched.
+    """
     study = study or ctx.study()
     missing = [
         f"{t.trial_id}/{s}"
@@ -176,6 +195,10 @@ def collect(ctx: RunContext, study: Study | None = None) -> Path:
             f"run `spliter-bench run {study.path}` first"
         )
     out = ctx.folder.results
+    key = results_key(ctx, study)
+    if not force and stage_status(out, key) == "done" and all((out / name).exists() for name in RESULT_FILES):
+        return out
+    (out / "DONE").unlink(missing_ok=True)
     scores = _scores(ctx, study)
     _write_parquet(scores, out / "scores.parquet")
     _write_parquet(_runs(ctx, study), out / "runs.parquet")
@@ -187,6 +210,7 @@ def collect(ctx: RunContext, study: Study | None = None) -> Path:
         protocol["headline_metric"] = None
     write_json(out / "study.json", protocol)
     write_atomic(ctx.root / "study.yaml", study.path.read_text())
+    mark_done(out, key)
     return out
 
 

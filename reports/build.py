@@ -30,6 +30,9 @@ GRID_CAPTION_WIDTH, GRID_HEADER_HEIGHT = gifs.grid_margins(GRID_TILE)
 GRID_MAX_PROMPTS = 8  # keeps the page's GIF small; every prompt still gets its own strip
 
 
+REPORT_VERSION = 2  # bump when the page changes, so `spliter-bench run` rebuilds reports of finished studies
+
+
 class ReportExecutionError(RuntimeError):
     """The report notebook raised while executing."""
 
@@ -49,6 +52,7 @@ def build_report(study_root: str | Path, out_dir: str | Path | None = None, exec
     load_results(root)  # fail here, with the loader's message, rather than inside the kernel
     out = Path(out_dir).resolve() if out_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    (out / "DONE").unlink(missing_ok=True)  # a half-rebuilt report is never current
     for name in SUBFOLDERS:  # stale files from an earlier build would otherwise linger on the page
         shutil.rmtree(out / name, ignore_errors=True)
     notebook_path = out / "report.ipynb"
@@ -65,7 +69,26 @@ def build_report(study_root: str | Path, out_dir: str | Path | None = None, exec
             ) from None
     if execute:
         check_no_errors(notebook_path)
-    return write_html(notebook_path, out / "index.html")
+    page = write_html(notebook_path, out / "index.html")
+    if execute and out == root / "report":
+        (out / "DONE").write_text(report_key(root) + "\n", encoding="utf-8")
+    return page
+
+
+def report_key(study_root: Path) -> str:
+    """The results this report was built from (results/DONE, written by the harness) and the page's version."""
+    done = study_root / "results" / "DONE"
+    results = done.read_text(encoding="utf-8").strip() if done.exists() else "no results/DONE"
+    return f"{results} report-v{REPORT_VERSION}"
+
+
+def report_is_current(study_root: str | Path) -> bool:
+    """True when report/ was built, executed, from the results as they are now (so a rerun can skip it)."""
+    root = Path(study_root).resolve()
+    done, page = root / "report" / "DONE", root / "report" / "index.html"
+    if not (done.exists() and page.exists() and (root / "results" / "DONE").exists()):
+        return False
+    return done.read_text(encoding="utf-8").strip() == report_key(root)
 
 
 def template_notebook(template: Path = TEMPLATE):

@@ -35,7 +35,7 @@ class TokenLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # One batched GEMM (N_out x N_in) @ (N_in x D) per example with the bias fused in: the weight is expanded
         # (a view), never copied, and x is never transposed. torch.matmul(weight, x) folds through a transposed
-        # copy of x and ran 2-3x slower on CPU (docs/benchmarks/method_core.md).
+        # copy of x and ran 2-3x slower on CPU (docs/benchmarks.md, method core).
         batch = x.shape[0]
         weight = self.weight.expand(batch, *self.weight.shape)
         if self.bias is None:
@@ -51,7 +51,7 @@ class MixerBlock(nn.Module):
     un-normalised tokens, e.g. of the step, on the main path). ``residual=False``: plain ``drop(gelu(W x))``.
     Dropout drops whole hidden tokens per example (``nn.Dropout1d`` over the token axis): a hidden token is one
     unit shared by all channels, and drawing B x N random numbers instead of B x N x D cut the training step
-    by about a third on CPU (docs/benchmarks/method_core.md).
+    by about a third on CPU (docs/benchmarks.md, method core).
     """
 
     def __init__(self, dim: int, tokens_in: int, tokens_out: int, dropout: float, residual: bool) -> None:

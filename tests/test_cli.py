@@ -52,7 +52,12 @@ def scores(root: Path) -> pd.DataFrame:
 
 
 def done_markers(root: Path) -> dict[str, float]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("DONE")}
+    """The stages' DONE files (not those of results/ and report/, which follow from them)."""
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in root.rglob("DONE")
+        if p.parent.name not in ("results", "report")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +88,33 @@ def test_run_writes_every_results_table(finished):
     assert runs.git_sha.notna().all()
 
 
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
 def test_second_run_does_no_work(finished):
     study, root = finished
-    before = done_markers(root)
+    before, results = done_markers(root), mtimes(root / "micro" / "results")
     assert cli("run", str(study), "--out", str(root), "--no-report") == 0
     assert done_markers(root) == before
+    assert mtimes(root / "micro" / "results") == results, "a finished study's results are not rewritten"
     # (How long a no-op run takes is measured in tests/benchmarks/test_bench_harness.py.)
+
+
+def test_a_rerun_keeps_an_up_to_date_report_and_a_new_result_rebuilds_it(finished, tmp_path, capsys):
+    study, root = finished
+    copy = tmp_path / "runs"
+    shutil.copytree(root, copy)
+    assert cli("run", str(study), "--out", str(copy)) == 0
+    report = copy / "micro" / "report"
+    built = mtimes(report)
+    assert cli("run", str(study), "--out", str(copy)) == 0
+    assert "(up to date)" in " ".join(capsys.readouterr().err.split())
+    assert mtimes(report) == built
+    # A result that changes (here: one trial's scores redone) makes the report stale again.
+    assert cli("score", str(study), "--out", str(copy), "--only", "variant=base,seed=0", "--force") == 0
+    assert cli("run", str(study), "--out", str(copy)) == 0
+    assert mtimes(report)["index.html"] != built["index.html"]
 
 
 def test_plan_reports_done_after_a_run(finished, capsys):

@@ -1,7 +1,7 @@
 """I3D feature throughput for FVD (videos/s) on CPU with random weights, and the preprocessing alone.
 
 Run: pytest tests/benchmarks/test_bench_fvd.py --benchmark-only -q
-Figures go to docs/benchmarks/fvd.md; `extra_info` carries the throughput of each case.
+Figures go to docs/benchmarks.md (FVD section); `extra_info` carries the throughput of each case.
 """
 
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Decode throughput (frames/s) on the shared MSR-VTT clips and a generated clip; shapes generation (clips/s).
 
 Run: pytest tests/benchmarks/test_bench_video.py --benchmark-only -q
-Figures go to docs/benchmarks/video.md; `extra_info` carries the throughput of each case.
+Figures go to docs/benchmarks.md (video section); `extra_info` carries the throughput of each case.
 """
 
 from pathlib import Path
