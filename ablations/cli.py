@@ -120,7 +120,8 @@ def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyO
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{spec.name}: {len(trials)} trials ({spec.path})")
-    for col in ("trial", *STAGES):
+    table.add_column("trial", overflow="fold")  # ids are copied into --only: never cut them
+    for col in STAGES:
         table.add_column(col)
     for row in rows:
         table.add_row(row["trial_id"], *(row[s] for s in STAGES))

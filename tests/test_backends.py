@@ -165,14 +165,24 @@ def test_hub_ids_are_looked_up_in_the_hf_cache_only(tmp_path: Path, no_loading) 
     cache = tmp_path / "hub"
     problems = missing_weights("kandinsky22", cache_dir=str(cache))
     assert len(problems) == 2
-    assert f"expected {PRIOR_HUB_ID!r} in the HF cache at {cache}" in problems[0]
-    assert f"expected {DECODER_HUB_ID!r} in the HF cache at {cache}" in problems[1]
+    assert f"{PRIOR_HUB_ID!r} in the HF cache at {cache}" in problems[0]
+    assert problems[0].endswith(f"run: hf download {PRIOR_HUB_ID}")
+    assert f"{DECODER_HUB_ID!r} in the HF cache at {cache}" in problems[1]
     snapshot = cache / "models--kandinsky-community--kandinsky-2-2-decoder" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
     (snapshot / "model_index.json").write_text("{}")
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("abc123")
     assert missing_weights("kandinsky22", cache_dir=str(cache)) == problems[:1]
+
+
+def test_a_relative_path_that_looks_like_a_hub_id_is_looked_for_as_both(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (problem,) = missing_weights("kandinsky22", prior="models/k22-prior", decoder=str(tmp_path),
+                                 cache_dir=str(tmp_path / "hub"))[:1]  # fmt: skip
+    assert f"a diffusers folder at {tmp_path / 'models' / 'k22-prior'}" in problem
+    assert f"'models/k22-prior' in the HF cache at {tmp_path / 'hub'}" in problem
+    assert problem.endswith(f"hf download {PRIOR_HUB_ID} --local-dir models/k22-prior")
 
 
 def test_local_folders_need_a_model_index(tmp_path: Path) -> None:

@@ -132,19 +132,40 @@ def test_encoding_resumes_where_it_stopped(shapes, tiny, tmp_path: Path) -> None
         encode(shapes, tiny, store, frames=5)
 
 
-def test_unreadable_videos_are_skipped_with_their_reason(shapes, tiny, tmp_path: Path) -> None:
+def audio_only_file(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 16000
+        container.mux(stream.encode(samples))
+        container.mux(stream.encode())
+    return path
+
+
+def test_every_bad_file_kind_is_skipped_with_its_reason_while_the_rest_encode(shapes, tiny, tmp_path: Path) -> None:
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     truncated = tmp_path / "truncated.mp4"
     data = shapes[0].path.read_bytes()
     truncated.write_bytes(data[: len(data) // 3])
-    bad = [CaptionedVideo("empty", "nothing", empty, "test"), CaptionedVideo("truncated", "a third", truncated, "test")]
-    report = encode([shapes[2], *bad, shapes[3]], tiny, tmp_path / "store", frames=12, fps=None)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    bad = {  # video id -> (file, what the reason must say)
+        "missing": (tmp_path / "missing.mp4", "missing.mp4"),
+        "empty": (empty, "0 bytes"),
+        "truncated": (truncated, "truncated.mp4"),
+        "garbage": (garbage, "garbage.mp4"),
+        "audio": (audio_only_file(tmp_path / "audio.m4a"), "audio.m4a"),
+    }
+    videos = [shapes[2], *(CaptionedVideo(vid, "bad", path, "test") for vid, (path, _) in bad.items()), shapes[3]]
+    report = encode(videos, tiny, tmp_path / "store", frames=12, fps=None)
     assert report.encoded == 2
-    assert [video_id for video_id, _ in report.skipped] == ["empty", "truncated"]
+    assert [video_id for video_id, _ in report.skipped] == list(bad)
     reasons = dict(report.skipped)
-    assert "empty.mp4" in reasons["empty"] and "0 bytes" in reasons["empty"]
-    assert "truncated.mp4" in reasons["truncated"] and "\n" not in reasons["truncated"]
+    for video_id, (_, says) in bad.items():
+        assert says in reasons[video_id] and "\n" not in reasons[video_id], (video_id, reasons[video_id])
     written = json.loads((tmp_path / "store" / "skipped.json").read_text())
     assert [(row["video_id"], row["reason"]) for row in written] == report.skipped
     assert sorted(EmbeddingStore.open(tmp_path / "store").ids()) == sorted([shapes[2].video_id, shapes[3].video_id])

@@ -235,26 +235,26 @@ def seeded_init(seed: int) -> Iterator[None]:
 
 
 def weights_problem(source: str | os.PathLike, what: str, hub_id: str, cache_dir: str | None = None) -> str | None:
-    """None when `source` (a diffusers folder or a hub id) is available offline, else the one-line reason."""
+    """None when `source` (a diffusers folder or a hub id) is available offline, else the one-line reason.
+
+    A source like "models/kandinsky-2-2-prior" could be a relative folder or a hub id: both are looked for,
+    and the message names both, with the command that fetches the official weights into the folder.
+    """
     from huggingface_hub import constants, try_to_load_from_cache
 
     cache = Path(cache_dir or constants.HF_HUB_CACHE)
     text = str(source)
     folder = Path(text).expanduser()
-    download = f"download it on a machine with internet: hf download {hub_id}"
     if folder.is_dir() and (folder / "model_index.json").is_file():
         return None
-    if folder.exists() or not _HUB_ID.match(text):
-        return (
-            f"Kandinsky 2.2 {what} weights not found: expected a diffusers folder at {folder} (with model_index.json) "
-            f"or {hub_id!r} in the HF cache at {cache}; {download} --local-dir {folder}"
-        )
-    if isinstance(try_to_load_from_cache(text, "model_index.json", cache_dir=cache), str):
+    maybe_hub = not folder.exists() and bool(_HUB_ID.match(text))
+    if maybe_hub and isinstance(try_to_load_from_cache(text, "model_index.json", cache_dir=cache), str):
         return None
-    return (
-        f"Kandinsky 2.2 {what} weights not found: expected {text!r} in the HF cache at {cache} (or a local "
-        f"diffusers folder with model_index.json); {download.replace(hub_id, text)}"
-    )
+    where = f"a diffusers folder at {folder.resolve()} (with model_index.json)"
+    if maybe_hub:
+        where += f" or {text!r} in the HF cache at {cache}"
+    fetch = f"hf download {hub_id}" + ("" if text == hub_id else f" --local-dir {folder}")
+    return f"Kandinsky 2.2 {what} weights not found: expected {where}; on a machine with internet run: {fetch}"
 
 
 def missing_kandinsky_weights(
