@@ -15,7 +15,9 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# One intra-op thread: tiny tensors gain nothing from more, and a busy 2-core machine loses a lot.
+# One intra-op thread, set at import so module-scoped fixtures get it too: tiny tensors gain nothing from more,
+# a busy 2-core machine loses 5-10x with two, and bit-equal comparisons (a resumed run against an
+# uninterrupted one) need the same thread count on both sides.
 torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -37,7 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
-    """Every test starts from the same torch state and deterministic kernels."""
+    """Every test starts from the same torch state: seed, deterministic kernels, one thread."""
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True, warn_only=True)
     yield

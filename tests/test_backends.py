@@ -15,15 +15,6 @@ from spliter.backends.tokenizer import CLIP_EOS_ID, CLIP_VOCAB_SIZE, clip_tokeni
 CAPTIONS = ["a red circle moves to the right", "a blue square grows on a striped background"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny models are far faster single-threaded on the shared 2-core machine (no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> TinyBackend:
     return TinyBackend(seed=0, device="cpu")

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_video import audio_only_file
 
 from spliter.backends.tiny import TinyBackend
 from spliter.data.datasets import CaptionedVideo, read_folder
@@ -24,15 +25,6 @@ from spliter.pipeline import (
 from spliter.rollout import StaticRollout
 
 SOURCE_FPS = 8.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny models are far faster single-threaded on the shared 2-core machine (no oversubscription)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -130,18 +122,6 @@ def test_encoding_resumes_where_it_stopped(shapes, tiny, tmp_path: Path) -> None
     assert torch.equal(reopened.get(shapes[0].video_id).frame_embeds, first)
     with pytest.raises(ValueError, match="meta"):  # other settings never mix into one store
         encode(shapes, tiny, store, frames=5)
-
-
-def audio_only_file(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        samples = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
-        samples.sample_rate = 16000
-        container.mux(stream.encode(samples))
-        container.mux(stream.encode())
-    return path
 
 
 def test_every_bad_file_kind_is_skipped_with_its_reason_while_the_rest_encode(shapes, tiny, tmp_path: Path) -> None:

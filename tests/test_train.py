@@ -46,16 +46,6 @@ RESUME = TrainConfig(epochs=2, batch_size=16, lr=3e-3, progress=False, device="c
                      regime=RegimeConfig(back=True, rotate=True, diff=2, pairs_per_video=2))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two loaded cores: intra-op threads only add contention for these tiny models (and thread counts must
-    # match between an interrupted run and its resumption for bit-equal results).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("store") / "synthetic"
@@ -72,7 +62,6 @@ def store(store_path):
 
 @pytest.fixture(scope="module")
 def learned(store, tmp_path_factory):
-    torch.set_num_threads(1)
     directory = tmp_path_factory.mktemp("learned")
     return train(MODEL, LEARN, store, directory), directory
 
@@ -80,7 +69,6 @@ def learned(store, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(store, tmp_path_factory):
     """An uninterrupted resume-config run, to compare interrupted-and-resumed runs against."""
-    torch.set_num_threads(1)
     directory = tmp_path_factory.mktemp("reference")
     return train(RESUME_MODEL, RESUME, store, directory), directory
 
@@ -192,7 +180,6 @@ def test_exception_in_a_callback_stops_the_run_and_resume_continues_from_the_las
 CHILD = textwrap.dedent(
     """
     import json, sys, time, torch
-    torch.set_num_threads(1)
     from spliter.data.store import EmbeddingStore
     from spliter.models import SpliterConfig
     from spliter.train import TrainConfig, train

@@ -36,6 +36,17 @@ def moving_square(frames: int = 24, height: int = 48, width: int = 64) -> np.nda
     return video
 
 
+def audio_only_file(path: Path) -> Path:
+    """An mp4 container with one AAC stream and no video."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
+        samples.sample_rate = 16000
+        container.mux(stream.encode(samples))
+        container.mux(stream.encode())
+    return path
+
+
 @pytest.fixture
 def mp4(tmp_path: Path) -> Path:
     return write_mp4(moving_square(), tmp_path / "clip.mp4", FPS)
@@ -180,15 +191,8 @@ def test_missing_empty_garbage_and_audio_only_files(tmp_path: Path) -> None:
     (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(UnreadableCodec, match="noise.mp4"):
         read_video(tmp_path / "noise.mp4")
-    audio = tmp_path / "speech.m4a"
-    with av.open(str(audio), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16000)
-        samples = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
-        samples.sample_rate = 16000
-        container.mux(stream.encode(samples))
-        container.mux(stream.encode())
     with pytest.raises(NoVideoStream, match="speech.m4a.*audio"):
-        read_video(audio)
+        read_video(audio_only_file(tmp_path / "speech.m4a"))
     assert all(issubclass(e, VideoError) for e in (TruncatedVideo, TooFewFrames, UnreadableCodec))
 
 

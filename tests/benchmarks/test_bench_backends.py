@@ -22,15 +22,6 @@ REAL_DIM = 1280
 DECODER_STEPS_PRIOR_ART = 50  # method.md §6 item 5: num_inference_steps=50 (75 in the evaluated folders)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Single-threaded: on the shared, oversubscribed 2-core machine two torch threads run 5-10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return make_backend("tiny", device="cpu")
