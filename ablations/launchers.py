@@ -47,13 +47,13 @@ class Launcher:
                 raise ValueError(f"unknown stage {stage!r}: use one of {STAGES}")
             # The encode stage is shared by all trials of one data source: run it once per distinct folder.
             todo = _unique_encode(ctx, trials) if stage == "encode" else [t.trial_id for t in trials]
-            bar = tqdm(total=len(todo), desc=f"{stage:>8}", unit="trial", disable=not self.show_progress)
             mapper = self._mapper(ctx) if stage != "encode" else _serial
-            for outcome in mapper(ctx, todo, stage):
-                outcomes.append(outcome)
-                bar.set_postfix_str(f"{outcome.trial_id} {outcome.status}", refresh=False)
-                bar.update()
-            bar.close()
+            # The bar is closed on failure too, so the error message starts on a line of its own.
+            with tqdm(total=len(todo), desc=f"{stage:>8}", unit="trial", disable=not self.show_progress) as bar:
+                for outcome in mapper(ctx, todo, stage):
+                    outcomes.append(outcome)
+                    bar.set_postfix_str(f"{outcome.trial_id} {outcome.status}", refresh=False)
+                    bar.update()
         return outcomes
 
     def _mapper(self, ctx: RunContext) -> Callable:

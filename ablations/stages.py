@@ -271,9 +271,16 @@ def _encode(ctx: RunContext, trial: Trial, work: Path) -> dict:
     write_json(work / "skipped.json", skipped)
     for item in skipped:
         log.warning("encode: skipped %s: %s", item["video"], item["reason"])
-    if report.encoded + len(report.skipped) == 0 and not listing.videos:
-        raise RuntimeError(f"data source {data['source']!r} gave no videos; see {work / 'skipped.json'}")
-    return {"n_videos": report.encoded, "skipped": len(skipped)}
+    from spliter.data.store import EmbeddingStore
+
+    n_videos = len(EmbeddingStore.open(store_path))
+    if n_videos == 0:  # an empty store is not a finished encode: every later stage would fail less clearly
+        first = f" (first: {skipped[0]['video']}: {skipped[0]['reason']})" if skipped else ""
+        raise RuntimeError(
+            f"data source {data['source']!r} gave no usable videos: {len(skipped)} skipped{first}; "
+            f"see {work / 'skipped.json'}"
+        )
+    return {"n_videos": n_videos, "skipped": len(skipped)}
 
 
 def _train(ctx: RunContext, trial: Trial, work: Path) -> dict:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,3 +215,18 @@ def test_every_verb_has_help(capsys):
     for verb in ("doctor", "plan", "encode", "train", "generate", "score", "collect", "report", "run"):
         assert cli(verb, "--help") == 0
         assert "Usage" in capsys.readouterr().out
+
+
+def test_a_failing_stage_exits_non_zero_naming_the_trial_and_stage_and_marks_nothing_done(tmp_path, capsys):
+    videos = tmp_path / "data" / "videos"
+    videos.mkdir(parents=True)
+    (videos / "v1.mp4").write_bytes(b"not a video" * 100)
+    (tmp_path / "data" / "captions.csv").write_text("video_id,caption\nv1,a red circle\n")
+    broken = json.loads(json.dumps(MICRO))
+    broken["data"] = {"source": "folder", "path": str(tmp_path / "data"), "frames": 4, "fps": 4.0}
+    out = tmp_path / "runs"
+    assert cli("run", str(write(tmp_path / "broken.yaml", broken)), "--out", str(out), "--no-report") == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert re.search(r"error: trial \S+-s\d-[0-9a-f]{8}, stage encode failed: .*no usable videos", err), err
+    assert "v1.mp4" in err
+    assert not list(out.rglob("DONE"))
