@@ -31,7 +31,7 @@ VIDEO_COLUMNS = ["study", "trial_id", "variant", "seed", "prompt_id", "prompt", 
                  "frames", "size", "fps"]
 
 
-RESULTS_VERSION = 1  # bump when collect() changes what it writes
+RESULTS_VERSION = 2  # bump when collect() changes what it writes
 RESULT_FILES = ("scores.parquet", "runs.parquet", "curves.parquet", "videos.parquet", "study.json")
 
 
@@ -131,6 +131,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         data.update(n_train=len(store.split("train")), n_val=len(store.split("val")), dim=store.dim,
                     text_tokens=store.text_tokens, store_meta=store.meta)
     gen = first.config["generate"]
+    uses_backend = spec.data.source != "synthetic" or gen["enabled"]
     prompt_set = None
     if gen["enabled"]:
         prompts, name, digest = load_prompts(gen)
@@ -146,7 +147,8 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         "description": spec.description,
         "study_file": str(study.path),
         "prompt_set": prompt_set,
-        "backend": to_dict(spec.backend),
+        # A synthetic store is written without a backend; with nothing rendered, no backend is involved at all.
+        "backend": to_dict(spec.backend) if uses_backend else None,
         "data": data,
         "generation": gen,
         "rollout": first.config["rollout"],

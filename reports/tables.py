@@ -358,7 +358,8 @@ def protocol_table(results: Results) -> pd.DataFrame:
     fields = [
         ("study", f"{study['study']}: {study.get('description') or ''}".rstrip(": ")),
         ("prompt set", _prompt_set(study.get("prompt_set"))),
-        ("backend", _settings(study.get("backend"), lead=("name",))),
+        ("backend", "none (not used)" if "backend" in study and study["backend"] is None
+         else _settings(study.get("backend"), lead=("name",))),
         ("data", _data(study.get("data"))),
         ("generation", _generation(study.get("generation"))),
         ("seeds", f"training {study.get('seeds')}, study seed {_known(study.get('study_seed'))}"),

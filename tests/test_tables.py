@@ -221,6 +221,8 @@ def test_protocol_table_says_what_was_not_recorded_or_not_done() -> None:
     assert protocol["prompt set"] == "none (no videos were generated)" and protocol["generation"] == "none"
     assert protocol["git"] == "0123456789ab" and protocol["device"] == "not recorded (NVIDIA H100)"
     assert protocol["backend"] == "not recorded" and protocol["absent tables"] == "videos.parquet"
+    unused = Results(Path("."), {**study, "backend": None}, pd.DataFrame(), runs, pd.DataFrame(), pd.DataFrame(), [])
+    assert dict(tables.protocol_table(unused).itertuples(index=False))["backend"] == "none (not used)"
 
 
 def test_overview_puts_the_headline_first_marks_best_and_unreliable() -> None:
