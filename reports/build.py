@@ -70,25 +70,27 @@ def build_report(study_root: str | Path, out_dir: str | Path | None = None, exec
     if execute:
         check_no_errors(notebook_path)
     page = write_html(notebook_path, out / "index.html")
-    if execute and out == root / "report":
-        (out / "DONE").write_text(report_key(root) + "\n", encoding="utf-8")
+    key = report_key(root)
+    if execute and out == root / "report" and key is not None:
+        (out / "DONE").write_text(key + "\n", encoding="utf-8")
     return page
 
 
-def report_key(study_root: Path) -> str:
-    """The results this report was built from (results/DONE, written by the harness) and the page's version."""
+def report_key(study_root: Path) -> str | None:
+    """The results this report is built from (results/DONE, written by the harness) and the page's version;
+    None for a results folder without DONE (e.g. copied by hand), whose report is then never taken as current."""
     done = study_root / "results" / "DONE"
-    results = done.read_text(encoding="utf-8").strip() if done.exists() else "no results/DONE"
-    return f"{results} report-v{REPORT_VERSION}"
+    if not done.exists():
+        return None
+    return f"{done.read_text(encoding='utf-8').strip()} report-v{REPORT_VERSION}"
 
 
 def report_is_current(study_root: str | Path) -> bool:
     """True when report/ was built, executed, from the results as they are now (so a rerun can skip it)."""
     root = Path(study_root).resolve()
     done, page = root / "report" / "DONE", root / "report" / "index.html"
-    if not (done.exists() and page.exists() and (root / "results" / "DONE").exists()):
-        return False
-    return done.read_text(encoding="utf-8").strip() == report_key(root)
+    key = report_key(root)
+    return key is not None and done.exists() and page.exists() and done.read_text(encoding="utf-8").strip() == key
 
 
 def template_notebook(template: Path = TEMPLATE):

@@ -177,7 +177,7 @@ def ablation_effects(effects: pd.DataFrame, study: dict[str, Any], metric: str) 
             f"no pair of variants differs in exactly one switch with scores for {metric!r}: no ablation view"
         )
     colours = palette(study, effects["after"])
-    panels = effects["switch"].str.split(" (", n=1, regex=False).str[0]
+    panels = effects["change"]
     groups = list(dict.fromkeys(panels))
     sizes = [int((panels == group).sum()) for group in groups]
     labels = effects["before"] + " → " + effects["after"]

@@ -218,8 +218,13 @@ class Switch:
     value_after: str
 
     @property
+    def change(self) -> str:
+        """The switch itself, e.g. "rotation_layer: off→plane" (one panel of the ablation figure)."""
+        return f"{self.axis}: {self.value_before}→{self.value_after}"
+
+    @property
     def label(self) -> str:
-        return f"{self.axis}: {self.value_before}→{self.value_after} ({self.before} → {self.after})"
+        return f"{self.change} ({self.before} → {self.after})"
 
 
 def switch_pairs(study: dict[str, Any]) -> list[Switch]:
@@ -269,7 +274,7 @@ def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str) -> 
     """For each switch, the paired difference (after − before) of `metric` with its 95% interval."""
     rows = headline_rows(scores)
     rows = rows[rows["metric"] == metric]
-    columns = ["switch", "axis", "before", "after", "diff", "diff_low", "diff_high", "n", "interval",
+    columns = ["switch", "change", "axis", "before", "after", "diff", "diff_low", "diff_high", "n", "interval",
                "higher_is_better", "reliable"]  # fmt: skip
     records = []
     for switch in switch_pairs(study):
@@ -278,7 +283,7 @@ def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str) -> 
             continue
         difference = paired_difference(after, before)
         records.append({
-            "switch": switch.label, "axis": switch.axis, "before": switch.before, "after": switch.after,
+            "switch": switch.label, "change": switch.change, "axis": switch.axis, "before": switch.before, "after": switch.after,
             "diff": difference.mean, "diff_low": difference.low, "diff_high": difference.high, "n": difference.n,
             "interval": difference.how, "higher_is_better": bool(rows["higher_is_better"].iloc[0]),
             "reliable": bool(before["reliable"].all() and after["reliable"].all()),

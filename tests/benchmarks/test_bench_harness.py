@@ -1,7 +1,7 @@
 """The harness's own cost: a no-op rerun of a finished study, and the whole quickstart study with its stage shares.
 
 Run: pytest tests/benchmarks/test_bench_harness.py --benchmark-only -q -s
-The quickstart benchmark runs the default study end to end once (about 5 minutes on 2 CPU cores); the no-op
+The quickstart benchmark runs the default study end to end once (150 s on the 2-core development machine); the no-op
 rerun uses the micro study of tests/test_cli.py.
 """
 
