@@ -273,7 +273,8 @@ def test_read_msrvtt_with_the_annotation_adds_the_other_captions(msrvtt_layout: 
     listing = read_msrvtt(csv_path, msrvtt_layout / "videos", annotation=msrvtt_layout / "MSRVTT_data.json")
     video3 = next(v for v in listing.videos if v.video_id == "video3")
     assert video3.captions == ("the csv sentence", "a woman sings") and video3.split == "test"
-    assert "not in the annotation" in reasons(listing)["video8"]
+    assert "video8 is not in the annotation" in reasons(listing)["MSRVTT_JSFUSION_test.csv:3"]
+    assert "video8" in [v.video_id for v in listing.videos]  # still listed, with its csv caption
 
 
 def test_read_webvid_finds_videos_under_page_dir_and_reports_problems(tmp_path: Path) -> None:

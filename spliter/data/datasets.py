@@ -2,9 +2,10 @@
 splits), WebVid-style csv, and the TGIF tsv.
 
 Readers never drop anything silently:
-- `DatasetListing.problems` is the skip list: every row, caption or file that is not used, as
-  `(video id, file name or file:row, reason)` pairs `(key, reason)`; missing video files, empty captions or ids,
-  duplicate ids, files without a row, and a second file with the same name stem (`a.webm` beside `a.mp4`).
+- `DatasetListing.problems` is the skip list: every row, caption or file that is not used, as a
+  `(key, reason)` pair whose key is the video id when the video is left out, else the file name or `file:row`:
+  missing video files, empty captions or ids, duplicate ids and repeated captions, video files without a row
+  (folder datasets), and a second file with the same name stem (`a.webm` beside `a.mp4`).
 - `DatasetListing.notes` describes what was kept but is surprising: unknown columns (kept in
   `CaptionedVideo.extra`), ids with several caption rows, files of other splits in a shared videos folder.
 - An index file that cannot be used at all (missing, empty, header only, not UTF-8, without the required
@@ -132,7 +133,7 @@ def read_msrvtt(
         by_id = {row.video_id: row for row in _msrvtt_json_rows(_as_paths(annotation), problems, notes, encoding)}
         for row in rows:
             if row.video_id not in by_id:
-                problems.append((row.video_id, f"at {row.where} but not in the annotation; its other captions are unknown"))
+                problems.append((row.where, f"{row.video_id} is not in the annotation; only this row's caption is used"))
                 continue
             other = by_id[row.video_id]
             row.captions += [c for c in other.captions if c not in row.captions]
