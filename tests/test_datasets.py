@@ -12,6 +12,7 @@ from spliter.data.datasets import (
     DatasetNotFound,
     apply_caption_policy,
     long_captions,
+    msrvtt_official_split,
     read_folder,
     read_msrvtt,
     read_msrvtt_annotation,
@@ -113,6 +114,7 @@ def test_read_msrvtt_uses_sentence_and_keeps_keys(tmp_path: Path) -> None:
     assert [v.video_id for v in listing.videos] == ["video7020", "video7021"]
     first = listing.videos[0]
     assert (first.caption, first.source, first.extra) == ("a person is cooking", "msrvtt", {"key": "ret0", "vid_key": "msr7020"})
+    assert first.split == "test"  # 1k-A test videos are in the official test split
     assert list(reasons(listing)) == ["video7022"]
     with pytest.raises(DatasetNotFound, match="missing_dir"):
         read_msrvtt(csv_path, tmp_path / "missing_dir")
@@ -349,3 +351,10 @@ def test_long_captions_with_the_bundled_clip_tokenizer() -> None:
     long_text = " ".join(["dancing"] * 80)
     found = long_captions([video_with(("a cat jumps", long_text))], lambda t: tokenizer(t, truncation=False))
     assert [(vid, count) for vid, _, count in found] == [("v", 82)]  # 80 words + start and end tokens
+
+
+def test_msrvtt_official_split_by_video_number() -> None:
+    assert [msrvtt_official_split(f"video{n}") for n in (0, 6512, 6513, 7009, 7010, 9999)] == [
+        "train", "train", "val", "val", "test", "test",
+    ]  # fmt: skip
+    assert msrvtt_official_split("video10000") is None and msrvtt_official_split("clip12") is None

@@ -32,6 +32,9 @@ from spliter.registry import Registry
 OFFICIAL_SPLITS = ("train", "val", "test")
 # MSR-VTT's json files call the validation split "validate".
 _SPLIT_ALIASES = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
+# The official MSR-VTT split by video number (the json annotation's "split" field): video0-6512 train,
+# video6513-7009 validate, video7010-9999 test.
+MSRVTT_SPLIT_RANGES = (("train", 0, 6513), ("val", 6513, 7010), ("test", 7010, 10000))
 _MSRVTT_VIDEO_KEYS = ("video_id", "id", "category", "url", "start time", "end time", "split")
 _MSRVTT_SENTENCE_KEYS = ("video_id", "caption", "sen_id")
 _WEBVID_COLUMNS = ("videoid", "name", "caption", "contentUrl", "duration", "page_dir", "page_idx")
@@ -123,8 +126,9 @@ def read_msrvtt(
 ) -> DatasetListing:
     """List the MSR-VTT 1k-A test csv (key, vid_key, video_id, sentence); `sentence` is the first caption.
 
-    With `annotation` (MSRVTT_data.json, or train_val_videodatainfo.json + test_videodatainfo.json) every
-    video also gets its other captions and its official split.
+    Each video's `split` is its official one (from its number, see msrvtt_official_split). With `annotation`
+    (MSRVTT_data.json, or train_val_videodatainfo.json + test_videodatainfo.json) every video also gets its
+    other captions, and the annotation's split.
     """
     table = _read_table(Path(csv_path), id_column="video_id", caption_columns=("sentence",), encoding=encoding)
     rows, problems = _gather(table.rows)
@@ -138,6 +142,8 @@ def read_msrvtt(
             other = by_id[row.video_id]
             row.captions += [c for c in other.captions if c not in row.captions]
             row.split = other.split
+    for row in rows:
+        row.split = row.split or msrvtt_official_split(row.video_id)
     videos = _existing_dir(videos_dir)
     index = _VideoIndex([videos])
     listing = _assemble(rows, index, source="msrvtt", notes=notes, problems=problems)
@@ -187,6 +193,15 @@ def read_msrvtt_annotation(
     for stem in sorted(set(index.stems()) - everything):
         listing.problems.append((index.path(stem).name, f"video file in {index.path(stem).parent} is in no annotation file"))
     return listing
+
+
+def msrvtt_official_split(video_id: str) -> str | None:
+    """"train", "val" or "test" for an MSR-VTT id videoN (N < 10000), else None."""
+    digits = video_id.removeprefix("video")
+    if not video_id.startswith("video") or not digits.isdigit():
+        return None
+    number = int(digits)
+    return next((name for name, low, high in MSRVTT_SPLIT_RANGES if low <= number < high), None)
 
 
 def read_split_ids(path: str | os.PathLike, *, encoding: str = "utf-8") -> list[tuple[str, str]]:
