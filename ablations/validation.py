@@ -20,6 +20,7 @@ from typing import Any
 
 from ablations.schema import StudyError, to_dict
 from spliter.data.video import _GIF_MAX_FPS as GIF_MAX_FPS
+from spliter.registry import Registry
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # UnCLIPScheduler.set_timesteps divides by (steps - 1): one prior step is a ZeroDivisionError.
@@ -34,8 +35,11 @@ FVD_MIN_RESOLUTION = 32
 SET_METRIC_MIN_VIDEOS = {"fvd": 2}
 # write_shapes_dataset renders even sizes (H.264 yuv420p) of at least 16 px.
 SHAPES_MIN_SIZE = 16
-# The shapes and synthetic sources use these rates when data.fps is null (ablations.stages).
-DEFAULT_SOURCE_FPS = {"shapes": 8.0, "synthetic": 4.0}
+# The sources that make their own videos, at these rates when data.fps is null (ablations.stages): the
+# length of their clips is known when the study loads.
+DEFAULT_SOURCE_FPS = {"shapes": 8.0}
+# Sources that are embeddings already: nothing is encoded, so only generation builds the backend.
+EMBEDDING_SOURCES = ("synthetic",)
 _EPS = 1e-9
 
 
@@ -109,39 +113,52 @@ def _check_names(spec: Any, trials: Iterable[Any] | None) -> None:
 
 
 def _check_data(data: Mapping[str, Any], needs_val: bool) -> None:
-    source = _get(data, "source")
     _number(data, "fps", "data.fps", lambda v: v > 0, "> 0 (frames per second), or null for the video's own rate",
             allow_none=True)
     _integer(data, "frames", "data.frames", 2, "(a video needs two frames to have motion)")
-    if source in ("shapes", "synthetic"):
-        _integer(data, "n_videos", "data.n_videos", 1)
     fraction = _number(data, "val_fraction", "data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)")
     if needs_val and fraction is not None and fraction <= 0:
         raise StudyError(
             "data.val_fraction: 0 leaves no validation videos, which metrics.embedding scores; "
             "allowed: (0, 1) while metrics.embedding is true"
         )
-    if source == "shapes":
-        _integer(data, "size", "data.size", SHAPES_MIN_SIZE, "and even (H.264 needs even frame sizes)")
-        if _get(data, "size") is not None and _get(data, "size") % 2:
-            raise StudyError(f"data.size: {_get(data, 'size')} is odd; allowed: an even number >= {SHAPES_MIN_SIZE}")
-    if source == "synthetic":
-        _integer(data, "dim", "data.dim", 2)
-        _integer(data, "text_tokens", "data.text_tokens", 1)
-        _number(data, "noise", "data.noise", lambda v: v >= 0, ">= 0")
-        n_videos, fraction = _get(data, "n_videos"), _get(data, "val_fraction")
-        if n_videos is not None and fraction is not None:
-            n_val = round(n_videos * fraction)  # write_synthetic_store's split
-            if needs_val and n_val < 1:
-                raise StudyError(
-                    f"data.val_fraction: {fraction} of data.n_videos={n_videos} rounds to 0 validation videos; "
-                    f"allowed: val_fraction >= {0.5 / n_videos:.3g} (or more videos) while metrics.embedding is true"
-                )
-            if n_videos - n_val < 1:
-                raise StudyError(
-                    f"data.val_fraction: {fraction} of data.n_videos={n_videos} leaves no training video; "
-                    "allowed: a smaller fraction or more videos"
-                )
+    source = _get(data, "source")
+    if source in SOURCE_CHECKS:
+        SOURCE_CHECKS.get(source)(data, needs_val)
+
+
+def _check_shapes(data: Mapping[str, Any], needs_val: bool) -> None:
+    _integer(data, "n_videos", "data.n_videos", 1)
+    size = _integer(data, "size", "data.size", SHAPES_MIN_SIZE, "and even (H.264 needs even frame sizes)")
+    if size is not None and size % 2:
+        raise StudyError(f"data.size: {size} is odd; allowed: an even number >= {SHAPES_MIN_SIZE}")
+
+
+def _check_synthetic(data: Mapping[str, Any], needs_val: bool) -> None:
+    n_videos = _integer(data, "n_videos", "data.n_videos", 1)
+    _integer(data, "dim", "data.dim", 2)
+    _integer(data, "text_tokens", "data.text_tokens", 1)
+    _number(data, "noise", "data.noise", lambda v: v >= 0, ">= 0")
+    fraction = _get(data, "val_fraction")
+    if n_videos is None or fraction is None:
+        return
+    n_val = round(n_videos * fraction)  # write_synthetic_store's split
+    if needs_val and n_val < 1:
+        raise StudyError(
+            f"data.val_fraction: {fraction} of data.n_videos={n_videos} rounds to 0 validation videos; "
+            f"allowed: val_fraction >= {0.5 / n_videos:.3g} (or more videos) while metrics.embedding is true"
+        )
+    if n_videos - n_val < 1:
+        raise StudyError(
+            f"data.val_fraction: {fraction} of data.n_videos={n_videos} leaves no training video; "
+            "allowed: a smaller fraction or more videos"
+        )
+
+
+# The rules of the sources that make their own data (the others read files, which doctor and encode check).
+SOURCE_CHECKS: Registry[Callable[[Mapping[str, Any], bool], None]] = Registry("data source check")
+SOURCE_CHECKS.register("shapes", _check_shapes)
+SOURCE_CHECKS.register("synthetic", _check_synthetic)
 
 
 def _check_backend(backend: Mapping[str, Any]) -> None:
@@ -200,7 +217,7 @@ def _check_fvd(fvd: Any, generate: Mapping[str, Any], data: Mapping[str, Any], a
             f"{_get(generate, 'samples_per_prompt')} sample(s)); raise samples_per_prompt or select more prompts"
         )
     source = _get(data, "source")
-    if source == "shapes" and generated is not None and _get(generate, "dt"):
+    if source in DEFAULT_SOURCE_FPS and generated is not None and _get(generate, "dt"):
         # The reference clips are the source videos sampled like the generated ones (ablations.scoring):
         # generate.frames at 1/generate.dt must fit in the data.frames rendered at data.fps.
         fps = _get(data, "fps") or DEFAULT_SOURCE_FPS[source]
@@ -208,7 +225,7 @@ def _check_fvd(fvd: Any, generate: Mapping[str, Any], data: Mapping[str, Any], a
         if needed > available + _EPS:
             raise StudyError(
                 f"{at}generate.frames: {generated} frames {_get(generate, 'dt')} s apart span {needed:.3g} s, longer "
-                f"than the {available:.3g} s of the shapes videos the FVD reference is sampled from "
+                f"than the {available:.3g} s of the {source} videos the FVD reference is sampled from "
                 f"(data.frames={_get(data, 'frames')} at {fps:g} fps); allowed: span <= {available:.3g} s"
             )
 
@@ -224,7 +241,7 @@ def _check_resources(resources: Mapping[str, Any]) -> None:
 
 def _uses_backend(data: Mapping[str, Any], sections: list[tuple[str, dict]]) -> bool:
     """Whether any stage builds the backend: encoding real videos, or generating."""
-    return _get(data, "source") != "synthetic" or any(_get(s["generate"], "enabled", True) for _, s in sections)
+    return _get(data, "source") not in EMBEDDING_SOURCES or any(_get(s["generate"], "enabled", True) for _, s in sections)
 
 
 def _fvd_on(metrics: Mapping[str, Any]) -> bool:
