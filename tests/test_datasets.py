@@ -4,6 +4,7 @@ unused row, caption or file is reported with a reason; captions-per-video polici
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spliter.data.datasets import (
@@ -89,6 +90,8 @@ def test_read_folder_header_only_empty_and_latin1_files_name_the_file(tmp_path: 
     assert listing.videos[0].caption == "un caf\u00e9 cr\u00e8me"
     csv_path.write_bytes("\ufeffvideo_id,caption\na,with a BOM\n".encode())  # spreadsheet export
     assert read_folder(tmp_path).videos[0].caption == "with a BOM"
+    csv_path.write_text("\n\nvideo_id,caption\n\na,after blank lines\n", encoding="utf-8")
+    assert [(v.video_id, v.caption) for v in read_folder(tmp_path).videos] == [("a", "after blank lines")]
 
 
 def test_read_folder_missing_csv_or_columns_raise_one_clear_error(tmp_path: Path) -> None:
@@ -341,6 +344,7 @@ def test_long_captions_names_each_video_whose_caption_exceeds_the_limit() -> Non
         ("v1", "short one", 4), ("v1", "w " * 80, 82), ("v2", "also short", 4),
     ]  # fmt: skip
     assert long_captions(videos, lambda text: len(text), limit=200) == []
+    assert long_captions(videos, lambda text: np.zeros((1, len(words(text)))), limit=77)[0][2] == 82  # (1, n) ids
 
 
 def test_long_captions_with_the_bundled_clip_tokenizer() -> None:

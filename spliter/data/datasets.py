@@ -345,6 +345,9 @@ def _token_count(tokens: object) -> int:
         tokens = tokens["input_ids"]
     if isinstance(tokens, int):
         return tokens
+    shape = getattr(tokens, "shape", None)
+    if shape is not None:  # an array or tensor of ids, (n,) or a batch of one (1, n)
+        return int(shape[-1])
     if isinstance(tokens, Sequence) and tokens and isinstance(tokens[0], Sequence):
         tokens = tokens[0]  # a batch of one
     return len(tokens)  # type: ignore[arg-type]
@@ -373,9 +376,12 @@ def _read_table(path: Path, id_column: str, caption_columns: tuple[str, ...], en
     rows = []
     with _text(path, encoding) as handle:
         reader = csv.reader(handle)
-        next(reader)
+        header_seen = False
         for values in _decoded(reader, path, encoding):
             if not any(v.strip() for v in values):
+                continue
+            if not header_seen:  # the first non-blank line, as _header read it
+                header_seen = True
                 continue
             record = {name: value.strip() for name, value in zip(columns, values, strict=False)}
             for name in columns[len(values) :]:
