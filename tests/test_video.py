@@ -10,6 +10,7 @@ import pytest
 from spliter.data.video import (
     EmptyVideoFile,
     NoVideoStream,
+    StillImage,
     TooFewFrames,
     TruncatedVideo,
     UnreadableCodec,
@@ -152,6 +153,56 @@ def test_center_crop_and_resize() -> None:
     assert resize_frames(frames, 32).shape == (2, 32, 32, 3)
     with pytest.raises(ValueError):
         center_crop_square(frames, fraction=0.0)
+
+
+def rotated_mp4(path: Path, degrees: int, frames: np.ndarray) -> Path:
+    """An mp4 whose display matrix says: turn the stored frames `degrees` counter-clockwise to show them."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(12))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.set_display_rotation(degrees)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def _corner_block(frames: int = 4, height: int = 32, width: int = 64) -> np.ndarray:
+    video = np.zeros((frames, height, width, 3), np.uint8)
+    video[:, :8, :8] = 255  # a white block in the top-left corner of the stored frame
+    return video
+
+
+def _block_centre(frame: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.nonzero(frame[..., 0] > 128)
+    return float(rows.mean()), float(cols.mean())
+
+
+@pytest.mark.parametrize(
+    ("degrees", "rotation", "centre"),
+    [(90, 90, (60, 4)), (-90, 270, (4, 28)), (180, 180, (28, 60))],  # counter-clockwise: top-left -> bottom-left
+)
+def test_rotation_metadata_is_applied_so_frames_are_upright(
+    tmp_path: Path, degrees: int, rotation: int, centre: tuple[int, int]
+) -> None:
+    path = rotated_mp4(tmp_path / "phone.mp4", degrees, _corner_block())
+    clip = read_video(path)
+    assert clip.rotation == rotation
+    assert clip.frames.shape[1:3] == ((32, 64) if rotation == 180 else (64, 32))
+    assert _block_centre(clip.frames[0]) == pytest.approx(centre, abs=1.5)
+    assert sample_clip(clip, n_frames=2).rotation == rotation
+    raw = read_video(path, autorotate=False)  # as stored
+    assert raw.rotation == 0 and raw.frames.shape[1:3] == (32, 64)
+    assert _block_centre(raw.frames[0]) == pytest.approx((3.5, 3.5), abs=1.5)
+    assert read_video(write_mp4(_corner_block(), tmp_path / "plain.mp4", FPS)).rotation == 0
+
+
+def test_a_still_image_renamed_mp4_is_refused_by_name(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(moving_square(frames=1)[0]).save(tmp_path / "photo.mp4", format="PNG")
+    with pytest.raises(StillImage, match=r"photo.mp4: a still image \(png\), not a video"):
+        read_video(tmp_path / "photo.mp4")
 
 
 def _write_moov_at_end_mp4(path: Path) -> None:

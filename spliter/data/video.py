@@ -1,8 +1,10 @@
 """Video and GIF I/O with PyAV and Pillow: decode to uint8 frames with real timestamps, sample, crop, write.
 
 Timestamps come from each frame's pts × time_base, in seconds, relative to the stream's first frame, so
-variable-frame-rate files keep their true timing. Every failure a user can cause is a `VideoError`
-subclass whose one-line message names the file, the reason, and what to do.
+variable-frame-rate files keep their true timing. Rotation metadata (the stream's display matrix, as phones
+write it) is applied, so frames come out upright as players show them; `VideoClip.rotation` says by how much.
+Every failure a user can cause is a `VideoError` subclass whose one-line message names the file, the reason,
+and what to do.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class UnreadableCodec(VideoError):
     """FFmpeg cannot demux or decode the file."""
 
 
+class StillImage(VideoError):
+    """The file is a single image (e.g. a PNG renamed .mp4), not a video."""
+
+
 @dataclass
 class VideoClip:
     """Decoded frames with their timestamps.
@@ -64,12 +70,15 @@ class VideoClip:
     frames: uint8 (F, H, W, 3) RGB. times: float64 (F,) seconds on the source's clock (0 = its first frame).
     fps: the mean rate of the frames, (F-1)/(times[-1]-times[0]) (the stream's declared rate for a single
     frame); the target rate after resampling by fps. GIF delays are centiseconds, so a GIF's rate is approximate.
+    rotation: degrees counter-clockwise (0, 90, 180 or 270) by which the decoded frames were turned to honour
+    the file's rotation metadata (0 when it has none, or when read with autorotate=False).
     """
 
     frames: np.ndarray
     times: np.ndarray
     fps: float
     path: Path
+    rotation: int = 0
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -95,12 +104,14 @@ def read_video(
     *,
     start_s: float | None = None,
     end_s: float | None = None,
+    autorotate: bool = True,
 ) -> VideoClip:
     """Decode a video (mp4/webm/avi/mov/mkv/gif) to RGB frames.
 
     start_s/end_s (seconds on the source clock) bound the decoded window [start_s, end_s): with a start, the
     reader seeks to the keyframe before it and decodes forward, dropping earlier frames, so the result is
-    frame-exact. max_frames caps how many frames are decoded (from the window start).
+    frame-exact. max_frames caps how many frames are decoded (from the window start). autorotate turns the
+    frames by the file's rotation metadata (to the nearest quarter turn; flips are not applied).
     """
     path = Path(path)
     _check_file(path)
@@ -113,16 +124,29 @@ def read_video(
     except av.error.FFmpegError as error:
         raise _open_error(path, error) from error
     with container:
+        if _is_image_format(container.format.name):
+            raise StillImage(
+                f"{path}: a still image ({container.format.name.removesuffix('_pipe')}), not a video; "
+                "pass a video file or remove this one"
+            )
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise NoVideoStream(f"{path}: no video stream (streams found: {kinds}); pass a file that contains video")
         stream = container.streams.video[0]
         nominal = _stream_rate(stream)
-        frames, times = _decode(container, stream, path, nominal, max_frames, start_s, end_s)
+        frames, times, rotation = _decode(container, stream, path, nominal, max_frames, start_s, end_s)
     fps = _mean_rate(times) or nominal
     if fps is None:
         raise UnreadableCodec(f"{path}: the stream declares no frame rate and one frame cannot give one")
-    return VideoClip(frames=frames, times=times, fps=fps, path=path)
+    quarter_turns = round(rotation / 90) % 4 if autorotate else 0
+    if quarter_turns:
+        frames = np.ascontiguousarray(np.rot90(frames, k=quarter_turns, axes=(1, 2)))
+    return VideoClip(frames=frames, times=times, fps=fps, path=path, rotation=90 * quarter_turns)
+
+
+def _is_image_format(name: str) -> bool:
+    # FFmpeg's single-image demuxers: png_pipe, jpeg_pipe, bmp_pipe, webp_pipe, ... and image2.
+    return name.endswith("_pipe") or name == "image2"
 
 
 def _check_file(path: Path) -> None:
@@ -142,7 +166,8 @@ def _decode(
     max_frames: int | None,
     start_s: float | None,
     end_s: float | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(frames, times, rotation): rotation is the first frame's display-matrix angle, degrees counter-clockwise."""
     time_base = float(stream.time_base) if stream.time_base else None
     origin_pts = stream.start_time if stream.start_time is not None else None
     if start_s is not None and start_s > 0 and time_base:
@@ -155,6 +180,7 @@ def _decode(
 
     frames: list[np.ndarray] = []
     times: list[float] = []
+    rotation = 0.0
     last_time = None
     try:
         for frame in container.decode(stream):
@@ -172,6 +198,8 @@ def _decode(
                 continue
             if end_s is not None and t >= end_s - _EPS:
                 break
+            if not frames:
+                rotation = float(getattr(frame, "rotation", 0) or 0)
             frames.append(frame.to_ndarray(format="rgb24"))
             times.append(t)
             if max_frames is not None and len(frames) >= max_frames:
@@ -194,7 +222,7 @@ def _decode(
             )
         window = "" if start_s is None and end_s is None else f" in the window [{start_s}, {end_s}) s"
         raise TooFewFrames(f"{path}: no video frames{window}; pick another file or window")
-    return np.stack(frames), np.asarray(times, dtype=np.float64)
+    return np.stack(frames), np.asarray(times, dtype=np.float64), rotation
 
 
 def _mean_rate(times: np.ndarray) -> float | None:
@@ -297,7 +325,10 @@ def sample_clip(
         picked = np.round(np.linspace(0, len(times) - 1, n_frames)).astype(int)
         frames, times = frames[picked], times[picked]
         out_fps = _mean_rate(times) or clip.fps
-    return VideoClip(frames=np.ascontiguousarray(frames), times=times.astype(np.float64), fps=out_fps, path=clip.path)
+    return VideoClip(
+        frames=np.ascontiguousarray(frames), times=times.astype(np.float64), fps=out_fps, path=clip.path,
+        rotation=clip.rotation,
+    )
 
 
 # -------------------------------------------------------------------------------------------- transforms
