@@ -96,7 +96,7 @@ def test_token_counts_follow_the_config():
         assert _tiny(cross_attention=cross_attention, text_tokens=3).conditioning_tokens == expected
     config = _tiny(cross_attention="additive", text_tokens=3)
     model = Spliter(config)
-    assert model.trunk.blocks[0].fc1.weight.shape == (config.width, 3 + 2 + 4)
+    assert model.head.trunk.blocks[0].fc1.weight.shape == (config.width, 3 + 2 + 4)
     assert model(*_inputs(config)).shape == (3, 16)
 
 
