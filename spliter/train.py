@@ -6,10 +6,17 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   numpy generator seeded by ``(seed, epoch, video index)``, then shuffles all of them with one seeded by
   ``(seed, epoch)``: the batch order of an epoch is a pure function of ``(seed, epoch)``. A batch holds
   ``batch_size`` examples drawn across many videos; every example weighs the same in the loss.
-* **Start states** per example source: ``prior`` the caption's prior ``u`` and the text ``H``; ``rotated_prior``
+* **Length: budgets, not epochs.** ``budget_steps`` (optimiser steps) or ``budget_examples`` (examples seen;
+  the last batch is cut to fit) ends the run exactly there, also across resumes, whatever the regime: at a
+  fixed epoch count base / back / rotate / diff / combined would take very different numbers of steps, so
+  studies compare regimes at one budget. Without a budget, ``epochs`` passes. The LR schedule spans the
+  run's planned steps. :class:`TrainResult` reports ``steps``, ``examples_seen`` and ``wall_s``.
+* **Start states** per example source (``u`` is the example's anchor: the prior, or the base frame's true
+  embedding when ``regime.start`` is "true", see :mod:`spliter.regimes`): ``prior`` ``u`` and the text ``H``; ``rotated_prior``
   ``u' = rotate(u, e_base, e_start, weight=cos(e_base, u))`` and ``H' = rotate(H, u, u', weight=cos(u, t))``;
   ``prediction`` the model run along the example's chain (base first), each hop from the previous prediction
-  with ``H`` rotated from ``u`` to it (``weight=cos(u, t)``), under ``no_grad`` unless ``diff_grad="backprop"``.
+  with ``H`` rotated from ``u`` to it (``weight=cos(u, t)``), under ``no_grad`` unless ``diff_grad="backprop"``,
+  and in eval mode (no dropout, as in chain-mode inference); only the final prediction uses dropout.
   Steps are ``Δt_seconds / model_config.time_scale`` (the trainer has no time scale of its own).
 * **Loss** :func:`spliter.losses.make_loss` in fp32; AdamW, gradient clipping, a per-step schedule (linear
   warm-up, then cosine decay to 0, or ``gamma`` per epoch, or constant).
@@ -18,10 +25,13 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   embedding ``u`` with step ``(t_k - t_0) / time_scale`` and the unrotated text, model in eval mode: the
   predicted displacement applied to the true first frame. It keeps the model on its training inputs
   (start = u) but does not depend on how far the prior lies from the first frame; an unchanged start scores
-  the static baseline cos(e_0, e_k). ``best.pt`` holds the
-  epoch with the highest ``val_cosine``; training stops after ``patience`` epochs without improvement.
+  the static baseline cos(e_0, e_k). With ``regime.start="true"`` it starts from e_0 itself,
+  cos(f(H, e_0, Δt_k), e_k); ``"both"`` averages the two. Validation runs at each epoch end, or every
+  ``val_every`` steps, and always at the end; ``best.pt`` holds the weights with the highest ``val_cosine``;
+  training stops after ``patience`` validations without improvement (``None``: never, for equal budgets).
 * **Validation videos**: the store's ``"val"`` split; when it has none, the ``"train"`` videos whose hashed id
-  (sha256) falls below ``val_fraction`` (deterministic, independent of store order).
+  (sha256) falls below ``val_fraction`` (deterministic, independent of store order;
+  :func:`spliter.data.splits.train_val_records`, which baseline fitting uses too).
 * **Checkpoints** in ``checkpoint_dir`` (all written atomically): ``last.pt`` (configs, weights, optimiser,
   scheduler, python/numpy/torch RNG states, epoch, step in epoch, history, best so far) every
   ``checkpoint_every`` optimiser steps and at each epoch end; ``best.pt`` (:func:`spliter.models.save_spliter`
@@ -32,7 +42,7 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
   exception from the optional ``callback``) interrupts a run on purpose.
 
-The store's ``"test"`` split is never read. All video tensors of both splits are held on the training device in fp32 for the whole run.
+The store's ``"test"`` and ``"test_unseen"`` splits are never read. All video tensors of both splits are held on the training device in fp32 for the whole run.
 """
 
 from __future__ import annotations
@@ -520,6 +530,19 @@ def _resume_key(model_config: SpliterConfig, config: TrainConfig, train_ids: lis
     return {"model_config": model_config.to_dict(), "train_config": train_dict, "videos": ids_hash}
 
 
+def _same_setting(stored: Any, current: Any, default: Any) -> bool:
+    """Equal, where a field the stored run did not have yet (an older version) counts as its default."""
+    if not (isinstance(stored, dict) and isinstance(current, dict) and isinstance(default, dict)):
+        return stored == current
+    for name, value in current.items():
+        if name not in stored:
+            if name not in default or value != default[name]:
+                return False
+        elif not _same_setting(stored[name], value, default.get(name)):
+            return False
+    return set(stored) <= set(current)
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -616,8 +639,9 @@ class _Run:
             raise ResumeMismatch(f"{path} is unreadable ({type(err).__name__}); delete it to restart") from err
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ResumeMismatch(f"{path} is not a spliter training checkpoint; use another checkpoint_dir")
+        defaults = {"model_config": SpliterConfig().to_dict(), "train_config": TrainConfig().to_dict(), "videos": None}
         for part in ("model_config", "train_config", "videos"):
-            if payload["key"][part] != self.key[part]:
+            if not _same_setting(payload["key"][part], self.key[part], defaults[part]):
                 raise ResumeMismatch(
                     f"{path} was written by a run with a different {part.replace('_', ' ')}; "
                     "use a new checkpoint_dir (or the original settings) to resume"

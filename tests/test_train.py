@@ -553,3 +553,17 @@ def test_validation_follows_the_regimes_start(store, start):
     assert prior != true
     expected = true if start == "true" else 0.5 * (prior + true)
     assert validation_cosine(model, val, start=start) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_run_written_before_the_budget_fields_existed_still_resumes(store, tmp_path):
+    config = replace(RESUME, stop_after_steps=3)
+    train(RESUME_MODEL, config, store, tmp_path)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    for name in ("budget_steps", "budget_examples", "val_every"):
+        del payload["key"]["train_config"][name]
+    del payload["key"]["train_config"]["regime"]["start"]
+    del payload["key"]["model_config"]["step_consistent"]
+    torch.save(payload, tmp_path / "last.pt")
+    assert train(RESUME_MODEL, replace(RESUME, stop_after_steps=5), store, tmp_path).steps == 5
+    with pytest.raises(ResumeMismatch, match="different train config"):
+        train(RESUME_MODEL, replace(RESUME, budget_steps=9), store, tmp_path)

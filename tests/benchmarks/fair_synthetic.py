@@ -118,16 +118,38 @@ def run(split: str, seeds: list[int], out: Path, variants: list[str], budget: in
 def table(results: dict) -> str:
     """Markdown: one row per variant, columns (group, mode, start) with mean [low, high] over seeds."""
     groups = list(results["sizes"])
-    cols = [(g, m, s) for g in groups for m in ("step", "chain") for s in ("true", "prior")]
+    cols = [(g, m, s) for g in groups for m in ("step", "chain") for s in ("true", "prior", "true,text=shuffled")]
     head = "| variant | " + " | ".join(f"{g} {m} start={s}" for g, m, s in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for name, entry in results["variants"].items():
         cells = []
         for g, m, s in cols:
-            mean, lo, hi = interval([seed[METRIC.format(mode=m, start=s)] for seed in entry[g]])
+            metric = METRIC.format(mode=m, start=s)
+            if metric not in entry[g][0]:
+                cells.append("n/a")
+                continue
+            mean, lo, hi = interval([seed[metric] for seed in entry[g]])
             cells.append(f"{mean:.4f}" if lo == hi else f"{mean:.4f} [{lo:.4f}, {hi:.4f}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def merge(parts: list[dict]) -> dict:
+    """One result from runs of the same settings on disjoint seeds (baselines are deterministic: kept once)."""
+    merged = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        if part["settings"] != merged["settings"] or part["split"] != merged["split"]:
+            raise ValueError("merge: the parts were run with different settings or splits")
+        merged["seeds"] += part["seeds"]
+        for name, entry in part["variants"].items():
+            if name in ("static", "mean_motion"):
+                if entry != merged["variants"][name]:
+                    raise ValueError(f"merge: deterministic baseline {name} differs between parts")
+                continue
+            target = merged["variants"].setdefault(name, {k: [] for k in entry})
+            for key, values in entry.items():
+                target[key] = target.get(key, []) + values
+    return merged
 
 
 def main() -> None:
@@ -137,7 +159,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--budget", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/fair_synthetic"))
+    parser.add_argument("--merge", type=Path, nargs="+", help="print the table of these results files merged")
     args = parser.parse_args()
+    if args.merge:
+        print(table(merge([json.loads(p.read_text()) for p in args.merge])))
+        return
     started = time.perf_counter()
     results = run(args.split, args.seeds, args.out, args.variants, args.budget)
     print(table(results))
