@@ -12,12 +12,19 @@ Per horizon:
   horizon where the TRUE video does not move is excluded and listed, since no direction exists there.
 Per video: the means over horizons, and the error growth: least-squares slope of (1 - cosine) against
 horizon time in seconds (needs two horizons).
+
+Every metric names its start (``embed_cosine[step,start=true]``, ``...[step,start=prior]``); ``start="both"``
+scores both. ``shuffled_text=True`` adds the same metrics with each video scored with ANOTHER video's text
+(text states and text embedding; a seeded derangement of the records), named with a ``text=shuffled``
+parameter (``embed_cosine[step,start=true,text=shuffled]``): the drop from the plain metric is how much a
+rollout depends on its text. A rollout that ignores the text scores exactly the same under both.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +35,7 @@ from metrics.registry import EMBEDDING_STARTS, embedding_specs
 
 _STILL_EPS = 1e-6  # relative norm below which a displacement counts as no motion
 _BATCH = 64
+SHUFFLED = "text=shuffled"
 
 
 @dataclass
@@ -130,9 +138,15 @@ def score_rollout(
     horizons: Sequence[int] | None = None,
     start: str = "true",
     device: str | torch.device = "cpu",
+    shuffled: bool = False,
 ) -> EmbeddingReport:
-    """Per-horizon and per-video rows for one rollout ``mode`` over held-out ``records``."""
+    """Per-horizon and per-video rows for one rollout ``mode`` over held-out ``records``.
+
+    ``shuffled=True``: the records already carry another video's text; rows get the ``text=shuffled`` names.
+    """
     specs = embedding_specs(mode, start)
+    if shuffled:
+        specs = {kind: _shuffled_spec(spec) for kind, spec in specs.items()}
     report = EmbeddingReport()
     predictions = predict(rollout, records, start, device)
     for record, pred in zip(records, predictions, strict=True):
@@ -178,20 +192,68 @@ def score_rollout(
     return report
 
 
+def _shuffled_spec(spec: Any) -> Any:
+    """The same metric scored with another video's text: ``base[mode,start=...,text=shuffled]``."""
+    return replace(spec, name=f"{spec.name[:-1]},{SHUFFLED}]",
+                   description=f"{spec.description}; each video scored with another video's text")
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation of range(n) with no fixed point (Sattolo's algorithm: one random n-cycle)."""
+    if n < 2:
+        raise EmbeddingError(f"shuffled-text scoring needs at least 2 videos, got {n}")
+    rng = np.random.default_rng(seed)
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = int(rng.integers(i))  # j < i: never in place
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def with_shuffled_text(records: Sequence[Any], seed: int) -> list[Any]:
+    """Copies of the records, record i carrying the text of record ``derangement(n, seed)[i]``."""
+    perm = derangement(len(records), seed)
+    out = []
+    for record, other in zip(records, (records[j] for j in perm), strict=True):
+        moved = copy.copy(record)
+        moved.text_hidden, moved.text_embed = other.text_hidden, other.text_embed
+        out.append(moved)
+    return out
+
+
+def _starts(start: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(start, str):
+        return EMBEDDING_STARTS if start == "both" else (start,)
+    return tuple(start)
+
+
 def score_rollouts(
     rollouts: Mapping[str, Any],
     records: Sequence[Any],
     *,
     horizons: Sequence[int] | None = None,
-    start: str = "true",
+    start: str | Sequence[str] = "true",
     device: str | torch.device = "cpu",
+    shuffled_text: bool = False,
+    shuffle_seed: int = 0,
 ) -> EmbeddingReport:
-    """``score_rollout`` for every (mode, rollout) pair, rows and skips concatenated."""
+    """``score_rollout`` for every (mode, rollout, start) triple, rows and skips concatenated.
+
+    ``start``: "true", "prior", "both" or a sequence of them. ``shuffled_text`` adds the ``text=shuffled``
+    rows (derangement seeded by ``shuffle_seed``, the same for every rollout).
+    """
     if not records:
         raise EmbeddingError("no held-out videos to score; check the store's split")
     report = EmbeddingReport()
-    for mode, rollout in rollouts.items():
-        part = score_rollout(rollout, records, mode, horizons=horizons, start=start, device=device)
-        report.rows.extend(part.rows)
-        report.skipped.extend(part.skipped)
+    passes = [(records, False)]
+    if shuffled_text:
+        passes.append((with_shuffled_text(records, shuffle_seed), True))
+    for begin in _starts(start):
+        for mode, rollout in rollouts.items():
+            for group, shuffled in passes:
+                part = score_rollout(rollout, group, mode, horizons=horizons, start=begin, device=device,
+                                     shuffled=shuffled)
+                report.rows.extend(part.rows)
+                if not shuffled:
+                    report.skipped.extend(part.skipped)
     return report

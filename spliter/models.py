@@ -13,7 +13,14 @@ A clean re-implementation of the prior-art families (fixes B8, B9):
   conditioning branch over the conditioning tokens (the start and step tokens when ``off``), merged along
   tokens and mixed by a final block. Every head ends in one token and a channel-mixing output projection;
 * ``rotation_layer="plane"``: a learnable rotation of the text tokens and the start in the plane of (start, a
-  predicted direction) by ``alpha · step`` (see :class:`spliter.layers.PlaneRotation`).
+  predicted direction) by ``alpha · step`` (see :class:`spliter.layers.PlaneRotation`);
+* ``text_input="constant"``: the text-blind control. The same layers and parameter count, but every video's
+  text states are replaced by zeros, so the model can use only the start and the step;
+* ``step_consistent=True``: the head's output is read as a mean velocity ``a(H, e, t)`` and the displacement
+  is ``t · a(H, e, t)``, so ``f(H, e, 0) = e`` exactly for every head and any weights (the plain head has a
+  zero-step offset once trained, which chain mode adds at every hop).
+
+Heads are classes in the :data:`HEADS` registry (:class:`Head`): a new head is one class and one registration.
 
 Output: ``start + displacement``. The training loss (spliter.losses) is on the displacement from the start, the
 true displacements are small next to the embedding norm, and "nothing moves" is the natural prior; predicting
@@ -42,33 +49,96 @@ from spliter.layers import (
     TokenLinear,
     TokenMixer,
 )
+from spliter.registry import Registry
 
-HEADS = ("simple", "increment", "dual")
 ROTATION_LAYERS = ("off", "plane")
 CROSS_ATTENTION = ("off", "additive", "attention")
+TEXT_INPUTS = ("caption", "constant")
+
+
+class Head(nn.Module):
+    """A head's token mixing: ``(base (B, T+2, D), cond (B, C, D) or None) -> (B, tokens_out, D)``.
+
+    ``base`` holds [text, start, step]; ``cond`` the conditioning tokens (None when ``cross_attention="off"``).
+    A new head is one subclass plus one ``HEADS.register(name, cls)``.
+    """
+
+    tokens_out: int
+
+    def __init__(self, config: SpliterConfig) -> None:
+        super().__init__()
+
+
+class SimpleHead(Head):
+    """A plain token-mixing MLP over [text, start, step, conditioning]."""
+
+    residual = False
+
+    def __init__(self, config: SpliterConfig) -> None:
+        super().__init__(config)
+        c = config
+        tokens_in = c.text_tokens + 2 + c.conditioning_tokens
+        self.trunk = TokenMixer(c.dim, tokens_in, c.width, c.depth, c.dropout, residual=self.residual)
+        self.tokens_out = self.trunk.tokens_out
+
+    def forward(self, base: Tensor, cond: Tensor | None) -> Tensor:
+        return self.trunk(base if cond is None else torch.cat((base, cond), 1))
+
+
+class IncrementHead(SimpleHead):
+    """The same tokens as ``simple`` through pre-norm residual token-mixing blocks."""
+
+    residual = True
+
+
+class DualHead(Head):
+    """A base branch over [text, start, step], a conditioning branch (start and step tokens when ``off``), merged."""
+
+    def __init__(self, config: SpliterConfig) -> None:
+        super().__init__(config)
+        c = config
+        cond_tokens = c.conditioning_tokens or 2  # off: the start and step tokens themselves
+        self.base_branch = TokenMixer(c.dim, c.text_tokens + 2, c.width, c.depth, c.dropout, residual=True)
+        self.cond_branch = TokenMixer(c.dim, cond_tokens, c.width, c.depth, c.dropout, residual=True)
+        merged = self.base_branch.tokens_out + self.cond_branch.tokens_out
+        self.merge = MixerBlock(c.dim, merged, self.base_branch.tokens_out, c.dropout, residual=True)
+        self.tokens_out = self.base_branch.tokens_out
+
+    def forward(self, base: Tensor, cond: Tensor | None) -> Tensor:
+        cond_in = cond if cond is not None else base[:, -2:]
+        return self.merge(torch.cat((self.base_branch(base), self.cond_branch(cond_in)), 1))
+
+
+HEADS: Registry[type[Head]] = Registry("head")
+HEADS.register("simple", SimpleHead)
+HEADS.register("increment", IncrementHead)
+HEADS.register("dual", DualHead)
 
 
 @dataclass
 class SpliterConfig:
     """Architecture of a Spliter; ``time_scale`` (seconds per unit step) travels with every checkpoint."""
 
-    head: str = "increment"
-    rotation_layer: str = "off"
-    cross_attention: str = "off"
-    dim: int = 1280
-    text_tokens: int = 77
-    width: int = 256
-    depth: int = 4
-    heads: int = 8
-    dropout: float = 0.1
-    time_scale: float = 1.0
-    normalize_start: bool = True
+    head: str = "increment"  # a name in HEADS
+    rotation_layer: str = "off"  # "off" | "plane" (PlaneRotation of the text and start)
+    cross_attention: str = "off"  # "off" | "additive" | "attention"
+    dim: int = 1280  # embedding width D (a fact of the store)
+    text_tokens: int = 77  # text states T (a fact of the store)
+    width: int = 256  # tokens of the first mixer block (halved per block)
+    depth: int = 4  # mixer blocks per branch
+    heads: int = 8  # attention heads (cross_attention="attention")
+    dropout: float = 0.1  # dropout of hidden tokens (whole tokens, Dropout1d)
+    time_scale: float = 1.0  # seconds per unit step
+    normalize_start: bool = True  # the start token sees the start at unit RMS
+    text_input: str = "caption"  # "caption": the text states; "constant": zeros (the text-blind control)
+    step_consistent: bool = False  # displacement times the step, so f(H, e, 0) = e exactly
 
     def __post_init__(self) -> None:
         for name, allowed in (
-            ("head", HEADS),
+            ("head", HEADS.names()),
             ("rotation_layer", ROTATION_LAYERS),
             ("cross_attention", CROSS_ATTENTION),
+            ("text_input", TEXT_INPUTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"SpliterConfig.{name}={getattr(self, name)!r} is not one of {allowed}")
@@ -91,8 +161,9 @@ class SpliterConfig:
             raise ValueError(
                 f"SpliterConfig.time_scale must be a positive number of seconds, got {self.time_scale!r}"
             )
-        if not isinstance(self.normalize_start, bool):
-            raise ValueError(f"SpliterConfig.normalize_start must be a bool, got {self.normalize_start!r}")
+        for name in ("normalize_start", "step_consistent"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SpliterConfig.{name} must be a bool, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,13 +183,17 @@ class SpliterConfig:
 
 
 class Spliter(nn.Module):
-    """``forward(text_hidden (B,T,D), start (B,D), step (B,)) -> (B,D)``: the predicted embedding."""
+    """``forward(text_hidden (B,T,D), start (B,D), step (B,)) -> (B,D)``: the predicted embedding.
+
+    Floating inputs of any precision are computed in the model's parameter dtype; the output has the start's
+    dtype (the displacement is cast back and added to the start as given).
+    """
 
     def __init__(self, config: SpliterConfig) -> None:
         super().__init__()
         self.config = config
         c = config
-        dim, n_text = c.dim, c.text_tokens
+        dim = c.dim
         self.text_norm = nn.LayerNorm(dim)
         self.start_proj = nn.Linear(dim, dim)
         self.step_proj = nn.Linear(1, dim)
@@ -128,26 +203,8 @@ class Spliter(nn.Module):
             self.add_start = AdditiveConditioning(dim)
         elif c.cross_attention == "attention":
             self.attend = CrossAttention(dim, c.heads, c.dropout)
-
-        base_tokens = n_text + 2  # text, start, step
-        if c.head == "dual":
-            cond_tokens = c.conditioning_tokens or 2  # off: the start and step tokens themselves
-            self.base_branch = TokenMixer(dim, base_tokens, c.width, c.depth, c.dropout, residual=True)
-            self.cond_branch = TokenMixer(dim, cond_tokens, c.width, c.depth, c.dropout, residual=True)
-            merged = self.base_branch.tokens_out + self.cond_branch.tokens_out
-            self.merge = MixerBlock(dim, merged, self.base_branch.tokens_out, c.dropout, residual=True)
-            last_tokens = self.base_branch.tokens_out
-        else:
-            self.trunk = TokenMixer(
-                dim,
-                base_tokens + c.conditioning_tokens,
-                c.width,
-                c.depth,
-                c.dropout,
-                residual=c.head == "increment",
-            )
-            last_tokens = self.trunk.tokens_out
-        self.collapse = TokenLinear(last_tokens, 1)
+        self.head = HEADS.get(c.head)(c)
+        self.collapse = TokenLinear(self.head.tokens_out, 1)
         self.out_proj = nn.Linear(dim, dim)
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
@@ -165,6 +222,9 @@ class Spliter(nn.Module):
             raise ValueError(
                 f"step must have shape ({batch},) (signed step per example), got {tuple(step.shape)}"
             )
+        for name, x in (("text_hidden", text_hidden), ("start", start)):
+            if not x.is_floating_point():
+                raise TypeError(f"Spliter.forward: {name} must be a floating-point tensor, got {x.dtype}")
 
     def _start_input(self, start: Tensor) -> Tensor:
         if not self.config.normalize_start:
@@ -174,10 +234,20 @@ class Spliter(nn.Module):
 
     def forward(self, text_hidden: Tensor, start: Tensor, step: Tensor) -> Tensor:
         self._check_inputs(text_hidden, start, step)
-        step = step.to(start.dtype)
+        dtype = self.out_proj.weight.dtype
+        step = step.to(dtype)
+        if self.config.text_input == "constant":
+            # The text-blind control: same layers and parameters, every video sees the same (zero) text.
+            text_hidden = torch.zeros_like(text_hidden, dtype=dtype)
+        displacement = self._displacement(text_hidden.to(dtype), start.to(dtype), step)
+        if self.config.step_consistent:
+            # f(H, e, 0) = e exactly: the head predicts a mean velocity a(t), the displacement is t * a(t).
+            displacement = step[:, None] * displacement
+        return start + displacement.to(start.dtype)
+
+    def _displacement(self, text: Tensor, start: Tensor, step: Tensor) -> Tensor:
         step_tok = F.leaky_relu(self.step_proj(step[:, None]), 0.01)
         start_in = self._start_input(start)
-        text = text_hidden
         if self.rotation is not None:
             cond = self.start_proj(start_in) + step_tok
             rotated = self.rotation(torch.cat((text, start_in[:, None]), 1), start_in, cond, step)
@@ -185,16 +255,8 @@ class Spliter(nn.Module):
         text = self.text_norm(text)
         start_tok = self.start_proj(start_in)
         base = torch.cat((text, start_tok[:, None], step_tok[:, None]), 1)
-        cond = self._conditioning(text, start_tok, step_tok)
-
-        if self.config.head == "dual":
-            cond_in = cond if cond is not None else base[:, -2:]
-            merged = torch.cat((self.base_branch(base), self.cond_branch(cond_in)), 1)
-            mixed = self.merge(merged)
-        else:
-            mixed = self.trunk(base if cond is None else torch.cat((base, cond), 1))
-        displacement = self.out_proj(self.collapse(mixed).squeeze(1))
-        return start + displacement
+        mixed = self.head(base, self._conditioning(text, start_tok, step_tok))
+        return self.out_proj(self.collapse(mixed).squeeze(1))
 
     def _conditioning(self, text: Tensor, start_tok: Tensor, step_tok: Tensor) -> Tensor | None:
         mode = self.config.cross_attention
@@ -247,12 +309,20 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return payload
 
 
+_LEGACY_HEAD_PREFIXES = ("trunk.", "base_branch.", "cond_branch.", "merge.")
+
+
+def _upgrade_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Checkpoints written before the HEADS registry kept the head's layers at the top level."""
+    return {f"head.{k}" if k.startswith(_LEGACY_HEAD_PREFIXES) else k: v for k, v in state.items()}
+
+
 def load_spliter(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Spliter:
     """Rebuild the Spliter saved at path, in eval mode; errors name the file."""
     payload = read_checkpoint(path, map_location)
     try:
         model = Spliter(SpliterConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(_upgrade_state_dict(payload["state_dict"]), strict=True)
     except (ValueError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"Spliter checkpoint {path} does not match its config: {err}") from err
     return model.to(map_location).eval()

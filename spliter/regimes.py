@@ -6,6 +6,10 @@ ever indexed twice or through a permutation (B5, B6) and chains are written by f
 
 * ``"prior"``: the caption's prior embedding ``u`` stands for the way's base frame (frame 0 on the normal way,
   the last frame on the back way), with the unrotated text;
+
+  ``RegimeConfig.start`` chooses that anchor: ``"prior"`` (``u``, the default), ``"true"`` (the base frame's
+  true embedding ``e_base``, what the ``start=true`` metrics start from) or ``"both"`` (a fair coin per example).
+  Below, ``u`` means the example's anchor (:attr:`Example.anchor`);
 * ``"rotated_prior"`` (+R, method.md §4.4): ``u`` rotated the way the image embedding moved from the base frame
   to ``start_index``: ``u' = rotate(u, e_base, e_start, weight=cos(e_base, u))``, and the text rotated with
   ``rotate(H, u, u', weight=cos(u, t))``;
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +53,18 @@ from spliter.rotation import CONVENTIONS
 WAYS: tuple[str, ...] = ("normal", "back")
 SOURCES: tuple[str, ...] = ("prior", "rotated_prior", "prediction")
 DIFF_GRADS: tuple[str, ...] = ("stop", "backprop")
+STARTS: tuple[str, ...] = ("prior", "true", "both")
+ANCHORS: tuple[str, ...] = ("prior", "true")
+
+
+def check_rotation_power(owner: str, power: float) -> None:
+    """A rotation power must be a whole number >= 0: the blend weights are cosines, which can be negative."""
+    value = float(power) if isinstance(power, int | float) and not isinstance(power, bool) else math.nan
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise ValueError(
+            f"{owner}.rotation_power must be a whole number >= 0 (0, 1, 2, ...): the rotation weights are cosines "
+            f"and can be negative, where a fractional power has no real value; got {power!r}"
+        )
 
 
 @dataclass
@@ -62,6 +78,7 @@ class RegimeConfig:
     pairs_per_video: int = 16
     rotation_power: float = 1.0
     rotation_convention: str = "column"
+    start: str = "prior"  # what stands for the base frame: "prior" u, "true" the frame itself, "both" (per example)
 
     def __post_init__(self) -> None:
         for name in ("back", "rotate"):
@@ -75,8 +92,9 @@ class RegimeConfig:
             raise ValueError(f"RegimeConfig.diff_grad={self.diff_grad!r} is not one of {DIFF_GRADS}")
         if self.rotation_convention not in CONVENTIONS:
             raise ValueError(f"RegimeConfig.rotation_convention={self.rotation_convention!r} is not one of {CONVENTIONS}")
-        if not math.isfinite(float(self.rotation_power)) or float(self.rotation_power) < 0:
-            raise ValueError(f"RegimeConfig.rotation_power must be a finite number >= 0, got {self.rotation_power!r}")
+        check_rotation_power("RegimeConfig", self.rotation_power)
+        if self.start not in STARTS:
+            raise ValueError(f"RegimeConfig.start={self.start!r} is not one of {STARTS}")
 
     @property
     def ways(self) -> tuple[str, ...]:
@@ -99,7 +117,8 @@ class Example:
     """One training sample of one video: predict frame ``target_index`` from the state at ``start_index``.
 
     ``chain`` is empty unless ``start_source == "prediction"``; then it lists the frames the model steps
-    through, base frame first and ``start_index`` last.
+    through, base frame first and ``start_index`` last. ``anchor`` is the state that stands for the base frame:
+    ``"prior"`` the caption's prior embedding ``u``, ``"true"`` the base frame's own embedding.
     """
 
     way: str
@@ -108,9 +127,11 @@ class Example:
     target_index: int
     step: float
     chain: tuple[int, ...] = ()
+    anchor: str = "prior"
 
     def sort_key(self) -> tuple:
-        return (WAYS.index(self.way), self.start_index, self.target_index, SOURCES.index(self.start_source), self.chain)
+        return (WAYS.index(self.way), self.start_index, self.target_index, SOURCES.index(self.start_source), self.chain,
+                ANCHORS.index(self.anchor))
 
 
 def base_index(way: str, n_frames: int) -> int:
@@ -202,5 +223,11 @@ def build_examples(
                 else:
                     chain = (base, *frames[:-1])
                 examples.append(make(way, source, chain, frames[-1]))
+    if config.start == "both":
+        # One fair coin per example (after all components drew theirs), so the epoch size does not change.
+        coins = rng.integers(0, 2, len(examples)).tolist()
+        examples = [replace(e, anchor=ANCHORS[c]) for e, c in zip(examples, coins, strict=True)]
+    elif config.start == "true":
+        examples = [replace(e, anchor="true") for e in examples]
     examples.sort(key=Example.sort_key)
     return examples

@@ -29,7 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from spliter.data.splits import train_val_records
 from spliter.models import load_spliter
+from spliter.regimes import check_rotation_power
 from spliter.rotation import CONVENTIONS, rotate
 
 if TYPE_CHECKING:
@@ -59,8 +61,7 @@ class RolloutConfig:
             raise ValueError(f"RolloutConfig.frames must be an integer >= 1, got {self.frames!r}")
         if not (math.isfinite(float(self.dt)) and float(self.dt) > 0):
             raise ValueError(f"RolloutConfig.dt must be a positive number of seconds, got {self.dt!r}")
-        if not (math.isfinite(float(self.rotation_power)) and float(self.rotation_power) >= 0):
-            raise ValueError(f"RolloutConfig.rotation_power must be >= 0, got {self.rotation_power!r}")
+        check_rotation_power("RolloutConfig", self.rotation_power)
 
     def times(self) -> Tensor:
         """The default time grid: ``frames`` times ``0, dt, 2 dt, ...`` seconds (float64)."""
@@ -132,11 +133,17 @@ class MeanMotionRollout:
         self.time_scale = float(time_scale)
 
     @classmethod
-    def fit(cls, store: EmbeddingStore, split: str = "train") -> MeanMotionRollout:
-        """Least-squares velocity per second over a split: minimises Σ ‖(e_k - e_0) - (t_k - t_0) v‖²."""
+    def fit(cls, store: EmbeddingStore, split: str = "train", val_fraction: float = 0.2) -> MeanMotionRollout:
+        """Least-squares velocity per second over a split: minimises Σ ‖(e_k - e_0) - (t_k - t_0) v‖².
+
+        ``split="train"`` means the trainer's training videos (:func:`spliter.data.splits.train_val_records`):
+        without a "val" split in the store, the ``val_fraction`` share the trainer validates on is left out
+        (pass the study's ``TrainConfig.val_fraction``).
+        """
+        records = train_val_records(store, val_fraction)[0] if split == "train" else store.split(split)
         num = torch.zeros(store.dim, dtype=torch.float64)
         den = 0.0
-        for record in store.split(split):
+        for record in records:
             elapsed = record.frame_times - record.frame_times[0]
             num += elapsed @ (record.frame_embeds - record.frame_embeds[0]).double()
             den += float((elapsed**2).sum())
@@ -220,6 +227,7 @@ def make_rollout(
     config: RolloutConfig | None = None,
     store: EmbeddingStore | None = None,
     split: str = "train",
+    val_fraction: float = 0.2,
     velocity: Tensor | None = None,
     time_scale: float = 1.0,
 ) -> Rollout:
@@ -238,5 +246,5 @@ def make_rollout(
             return MeanMotionRollout(velocity, time_scale)
         if store is None:
             raise ValueError("make_rollout('mean_motion') needs velocity= or store= to fit it on")
-        return MeanMotionRollout.fit(store, split)
+        return MeanMotionRollout.fit(store, split, val_fraction)
     raise ValueError(f"unknown rollout kind {kind!r}; use one of {KINDS}")

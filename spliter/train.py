@@ -6,10 +6,17 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   numpy generator seeded by ``(seed, epoch, video index)``, then shuffles all of them with one seeded by
   ``(seed, epoch)``: the batch order of an epoch is a pure function of ``(seed, epoch)``. A batch holds
   ``batch_size`` examples drawn across many videos; every example weighs the same in the loss.
-* **Start states** per example source: ``prior`` the caption's prior ``u`` and the text ``H``; ``rotated_prior``
+* **Length: budgets, not epochs.** ``budget_steps`` (optimiser steps) or ``budget_examples`` (examples seen;
+  the last batch is cut to fit) ends the run exactly there, also across resumes, whatever the regime: at a
+  fixed epoch count base / back / rotate / diff / combined would take very different numbers of steps, so
+  studies compare regimes at one budget. Without a budget, ``epochs`` passes. The LR schedule spans the
+  run's planned steps. :class:`TrainResult` reports ``steps``, ``examples_seen`` and ``wall_s``.
+* **Start states** per example source (``u`` is the example's anchor: the prior, or the base frame's true
+  embedding when ``regime.start`` is "true", see :mod:`spliter.regimes`): ``prior`` ``u`` and the text ``H``; ``rotated_prior``
   ``u' = rotate(u, e_base, e_start, weight=cos(e_base, u))`` and ``H' = rotate(H, u, u', weight=cos(u, t))``;
   ``prediction`` the model run along the example's chain (base first), each hop from the previous prediction
-  with ``H`` rotated from ``u`` to it (``weight=cos(u, t)``), under ``no_grad`` unless ``diff_grad="backprop"``.
+  with ``H`` rotated from ``u`` to it (``weight=cos(u, t)``), under ``no_grad`` unless ``diff_grad="backprop"``,
+  and in eval mode (no dropout, as in chain-mode inference); only the final prediction uses dropout.
   Steps are ``Δt_seconds / model_config.time_scale`` (the trainer has no time scale of its own).
 * **Loss** :func:`spliter.losses.make_loss` in fp32; AdamW, gradient clipping, a per-step schedule (linear
   warm-up, then cosine decay to 0, or ``gamma`` per epoch, or constant).
@@ -18,10 +25,13 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   embedding ``u`` with step ``(t_k - t_0) / time_scale`` and the unrotated text, model in eval mode: the
   predicted displacement applied to the true first frame. It keeps the model on its training inputs
   (start = u) but does not depend on how far the prior lies from the first frame; an unchanged start scores
-  the static baseline cos(e_0, e_k). ``best.pt`` holds the
-  epoch with the highest ``val_cosine``; training stops after ``patience`` epochs without improvement.
+  the static baseline cos(e_0, e_k). With ``regime.start="true"`` it starts from e_0 itself,
+  cos(f(H, e_0, Δt_k), e_k); ``"both"`` averages the two. Validation runs at each epoch end, or every
+  ``val_every`` steps, and always at the end; ``best.pt`` holds the weights with the highest ``val_cosine``;
+  training stops after ``patience`` validations without improvement (``None``: never, for equal budgets).
 * **Validation videos**: the store's ``"val"`` split; when it has none, the ``"train"`` videos whose hashed id
-  (sha256) falls below ``val_fraction`` (deterministic, independent of store order).
+  (sha256) falls below ``val_fraction`` (deterministic, independent of store order;
+  :func:`spliter.data.splits.train_val_records`, which baseline fitting uses too).
 * **Checkpoints** in ``checkpoint_dir`` (all written atomically): ``last.pt`` (configs, weights, optimiser,
   scheduler, python/numpy/torch RNG states, epoch, step in epoch, history, best so far) every
   ``checkpoint_every`` optimiser steps and at each epoch end; ``best.pt`` (:func:`spliter.models.save_spliter`
@@ -32,7 +42,7 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
   exception from the optional ``callback``) interrupts a run on purpose.
 
-The store's ``"test"`` split is never read. All video tensors of both splits are held on the training device in fp32 for the whole run.
+The store's ``"test"`` and ``"test_unseen"`` splits are never read. All video tensors of both splits are held on the training device in fp32 for the whole run.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ import json
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -54,6 +65,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from spliter.data.splits import train_val_records
 from spliter.losses import LOSSES, make_loss
 from spliter.models import Spliter, SpliterConfig, save_spliter
 from spliter.regimes import Example, RegimeConfig, base_index, build_examples
@@ -81,7 +93,10 @@ class TrainingDiverged(ValueError):
 class TrainConfig:
     """Optimisation, validation and checkpointing of one training run (one trial seed)."""
 
-    epochs: int = 20
+    epochs: int = 20  # passes over the train videos; ignored when a budget is set
+    budget_steps: int | None = None  # train exactly this many optimiser steps (replaces epochs)
+    budget_examples: int | None = None  # train on exactly this many examples (the last batch is cut to fit)
+    val_every: int | None = None  # validate every N optimiser steps (None: at each epoch end); always at the end
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -108,7 +123,7 @@ class TrainConfig:
         ints = (("epochs", 1), ("batch_size", 1), ("seed", 0), ("checkpoint_every", 0), ("eval_batch_size", 1))
         for name, low in ints:
             _require_int(name, getattr(self, name), low)
-        for name in ("patience", "stop_after_steps"):
+        for name in ("patience", "stop_after_steps", "budget_steps", "budget_examples", "val_every"):
             if getattr(self, name) is not None:
                 _require_int(name, getattr(self, name), 1)
         for name, ok, what in (
@@ -126,6 +141,16 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.schedule={self.schedule!r} is not one of {SCHEDULES}")
         if self.loss not in LOSSES:
             raise ValueError(f"TrainConfig.loss={self.loss!r} is not one of {LOSSES}")
+        if self.budget_steps is not None and self.budget_examples is not None:
+            raise ValueError(
+                "TrainConfig: set budget_steps or budget_examples, not both "
+                f"(got {self.budget_steps} steps and {self.budget_examples} examples)"
+            )
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether a step or example budget (not the epoch count) ends training."""
+        return self.budget_steps is not None or self.budget_examples is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +181,14 @@ class TrainResult:
     finished: bool = True
     stopped_early: bool = False
     global_step: int = 0
+    examples_seen: int = 0
+    wall_s: float = 0.0  # training time summed over every call that worked on the run (resumes included)
+    best_step: int = -1
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken (the budget, when one is set and training was not stopped early)."""
+        return self.global_step
 
 
 @dataclass(frozen=True)
@@ -213,26 +246,9 @@ def select_device(preference: str = "auto") -> torch.device:
 # ----------------------------------------------------------------------------------------------- data
 
 
-def _hash_fraction(video_id: str) -> float:
-    return int.from_bytes(hashlib.sha256(video_id.encode("utf-8")).digest()[:8], "big") / 2.0**64
-
-
 def split_videos(store: Any, val_fraction: float) -> tuple[list[Any], list[Any]]:
     """(train, val) records: the store's "val" split, or a hashed-id share of its "train" split."""
-    where = getattr(store, "path", "the embedding store")
-    pool = sorted(store.split("train"), key=lambda r: r.video_id)
-    val = sorted(store.split("val"), key=lambda r: r.video_id)
-    if not val:
-        val = [r for r in pool if _hash_fraction(r.video_id) < val_fraction]
-        pool = [r for r in pool if _hash_fraction(r.video_id) >= val_fraction]
-        if not val:
-            raise ValueError(
-                f"{where}: no 'val' split and val_fraction={val_fraction} put none of its {len(pool)} train videos "
-                "into validation; raise val_fraction or encode with a val split"
-            )
-    if not pool:
-        raise ValueError(f"{where}: no training videos (split 'train' is empty after the validation split)")
-    return pool, val
+    return train_val_records(store, val_fraction)
 
 
 class VideoTensors:
@@ -298,16 +314,25 @@ class BatchInputs:
     target_true: Tensor
 
 
+def _base_frames(videos: VideoTensors, vi: Tensor, examples: Sequence[Example]) -> Tensor:
+    """Index of each example's base frame (first on the normal way, last on the back way)."""
+    return torch.tensor([base_index(e.way, videos.n_frames[v]) for v, e in zip(vi.tolist(), examples, strict=True)],
+                        device=vi.device)
+
+
+def _anchor(videos: VideoTensors, vi: Tensor, examples: Sequence[Example]) -> Tensor:
+    """The state standing for each example's base frame: the prior ``u`` or the base frame's true embedding."""
+    true = torch.tensor([e.anchor == "true" for e in examples], device=vi.device)
+    return torch.where(true[:, None], videos.frames[vi, _base_frames(videos, vi, examples)], videos.prior[vi])
+
+
 def _rotated_prior(
     videos: VideoTensors, vi: Tensor, examples: Sequence[Example], regime: RegimeConfig
 ) -> tuple[Tensor, Tensor]:
     """+R start (method.md §4.4): u rotated like the image moved from the base frame; the text rotated u -> u'."""
-    device = vi.device
-    base = torch.tensor([base_index(e.way, videos.n_frames[v]) for v, e in zip(vi.tolist(), examples, strict=True)],
-                        device=device)
-    start = torch.tensor([e.start_index for e in examples], device=device)
-    e_base, e_start = videos.frames[vi, base], videos.frames[vi, start]
-    u, hidden, text = videos.prior[vi], videos.text_hidden[vi], videos.text_embed[vi]
+    start = torch.tensor([e.start_index for e in examples], device=vi.device)
+    e_base, e_start = videos.frames[vi, _base_frames(videos, vi, examples)], videos.frames[vi, start]
+    u, hidden, text = _anchor(videos, vi, examples), videos.text_hidden[vi], videos.text_embed[vi]
     kw = {"power": regime.rotation_power, "convention": regime.rotation_convention}
     u_rot = rotate(u, e_base, e_start, weight=F.cosine_similarity(e_base, u, dim=-1), **kw)
     return rotate(hidden, u, u_rot, weight=F.cosine_similarity(u, text, dim=-1), **kw), u_rot
@@ -321,19 +346,29 @@ def _chain_state(
     regime: RegimeConfig,
     time_scale: float,
 ) -> tuple[Tensor, Tensor]:
-    """+diff start (method.md §4.5): the prediction for each example's start frame along its chain, and the text."""
-    u, hidden, text = videos.prior[vi], videos.text_hidden[vi], videos.text_embed[vi]
+    """+diff start (method.md §4.5): the prediction for each example's start frame along its chain, and the text.
+
+    The chain's hops run in eval mode (no dropout), as chain-mode inference does: the start states the model
+    learns from are the ones it will meet at inference. Only the final prediction from that state is made with
+    the model's training-mode dropout.
+    """
+    u, hidden, text = _anchor(videos, vi, examples), videos.text_hidden[vi], videos.text_embed[vi]
     weight = F.cosine_similarity(u, text, dim=-1)
     kw = {"power": regime.rotation_power, "convention": regime.rotation_convention}
     state, cond = u, hidden
-    with torch.set_grad_enabled(regime.diff_grad == "backprop" and torch.is_grad_enabled()):
-        for hop in range(1, len(examples[0].chain)):
-            steps = [
-                (videos.times[v][e.chain[hop]] - videos.times[v][e.chain[hop - 1]]) / time_scale
-                for v, e in zip(vi.tolist(), examples, strict=True)
-            ]
-            state = model(cond, state, torch.tensor(steps, dtype=torch.float32, device=vi.device))
-            cond = rotate(hidden, u, state, weight=weight, **kw)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.set_grad_enabled(regime.diff_grad == "backprop" and torch.is_grad_enabled()):
+            for hop in range(1, len(examples[0].chain)):
+                steps = [
+                    (videos.times[v][e.chain[hop]] - videos.times[v][e.chain[hop - 1]]) / time_scale
+                    for v, e in zip(vi.tolist(), examples, strict=True)
+                ]
+                state = model(cond, state, torch.tensor(steps, dtype=torch.float32, device=vi.device))
+                cond = rotate(hidden, u, state, weight=weight, **kw)
+    finally:
+        model.train(was_training)
     return cond, state
 
 
@@ -354,7 +389,7 @@ def batch_inputs(
         vi = torch.tensor([v for v, _ in rows], device=device)
         examples = [e for _, e in rows]
         if source == "prior":
-            text, state = videos.text_hidden[vi], videos.prior[vi]
+            text, state = videos.text_hidden[vi], _anchor(videos, vi, examples)
         elif source == "rotated_prior":
             text, state = _rotated_prior(videos, vi, examples, regime)
         else:
@@ -369,8 +404,17 @@ def batch_inputs(
 # ----------------------------------------------------------------------------------------------- validation
 
 
+def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_size: int, start: str = "prior"
+                ) -> float:
+    """The selection metric for a regime's start: from the prior, from the true first frame, or their mean."""
+    if start == "both":
+        return 0.5 * (_val_cosine_from(model, videos, time_scale, batch_size, "prior")
+                      + _val_cosine_from(model, videos, time_scale, batch_size, "true"))
+    return _val_cosine_from(model, videos, time_scale, batch_size, start)
+
+
 @torch.no_grad()
-def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_size: int) -> float:
+def _val_cosine_from(model: Spliter, videos: VideoTensors, time_scale: float, batch_size: int, start: str) -> float:
     was_training = model.training
     model.eval()
     rows = [(vi, k) for vi, n in enumerate(videos.n_frames) for k in range(1, n)]
@@ -383,7 +427,7 @@ def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_s
         step = torch.tensor(
             [(videos.times[v][f] - videos.times[v][0]) / time_scale for v, f in chunk], dtype=torch.float32, device=device
         )
-        prior = videos.prior[vi]
+        prior = videos.prior[vi] if start == "prior" else videos.frames[vi, 0]
         pred = model(videos.text_hidden[vi], prior, step)
         # The predicted displacement from the prior, applied to the true first frame: what the model is trained
         # to produce, measured independently of how far the prior lies from the first frame (a random-weight
@@ -395,11 +439,16 @@ def _val_cosine(model: Spliter, videos: VideoTensors, time_scale: float, batch_s
 
 
 def validation_cosine(
-    model: Spliter, records: Sequence[Any], device: torch.device | str | None = None, batch_size: int = 256
+    model: Spliter, records: Sequence[Any], device: torch.device | str | None = None, batch_size: int = 256,
+    start: str = "prior",
 ) -> float:
-    """The selection metric: mean over val videos and frames k >= 1 of cos(e_0 + (f(H, u, Δt_k) - u), e_k)."""
+    """The selection metric: mean over val videos and frames k >= 1 of cos(e_0 + (f(H, u, Δt_k) - u), e_k).
+
+    ``start="true"`` starts from the true first frame instead of ``u`` (then it is cos(f(H, e_0, Δt_k), e_k));
+    ``"both"`` is the mean of the two. The trainer uses its regime's ``start``.
+    """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    return _val_cosine(model, VideoTensors(records, device), model.config.time_scale, batch_size)
+    return _val_cosine(model, VideoTensors(records, device), model.config.time_scale, batch_size, start)
 
 
 # ----------------------------------------------------------------------------------------------- state
@@ -422,6 +471,9 @@ class _Progress:
     initial_val_cosine: float = float("nan")
     done: bool = False
     stopped_early: bool = False
+    examples_seen: int = 0
+    wall_s: float = 0.0
+    best_step: int = -1
 
 
 def _rng_state() -> dict[str, Any]:
@@ -478,6 +530,19 @@ def _resume_key(model_config: SpliterConfig, config: TrainConfig, train_ids: lis
     return {"model_config": model_config.to_dict(), "train_config": train_dict, "videos": ids_hash}
 
 
+def _same_setting(stored: Any, current: Any, default: Any) -> bool:
+    """Equal, where a field the stored run did not have yet (an older version) counts as its default."""
+    if not (isinstance(stored, dict) and isinstance(current, dict) and isinstance(default, dict)):
+        return stored == current
+    for name, value in current.items():
+        if name not in stored:
+            if name not in default or value != default[name]:
+                return False
+        elif not _same_setting(stored[name], value, default.get(name)):
+            return False
+    return set(stored) <= set(current)
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -498,28 +563,50 @@ class _Run:
         self.directory, self.device = directory, device
         self.time_scale = float(model_config.time_scale)
         self.key = _resume_key(model_config, config, train.ids, val.ids)
-        self.steps_per_epoch = len(self.batches(0))
+        first = self.batches(0)
+        self.steps_per_epoch, self.examples_per_epoch = len(first), sum(len(b) for b in first)
         self.loss_fn = make_loss(config.loss, config.cos_weight)
 
         _seed_everything(config.seed)
         self.model = Spliter(model_config).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        total = self.steps_per_epoch * config.epochs
+        total = self.planned_steps()
         schedule = LrSchedule(config.schedule, round(config.warmup_fraction * total), total, self.steps_per_epoch,
                               config.gamma)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.progress = _Progress()
+        self._clock = time.perf_counter()  # wall time is added to progress.wall_s at every save
         if (directory / LAST).exists():
             self.load()
         else:
             self.progress.initial_val_cosine = self.validate()
+
+    def planned_steps(self) -> int:
+        """Optimiser steps of the whole run (without early stopping): the budget, or epochs x steps per epoch."""
+        c = self.config
+        if c.budget_steps is not None:
+            return c.budget_steps
+        if c.budget_examples is not None:
+            # Every epoch holds the same number of examples (fixed per-component budgets per video).
+            full, rest = divmod(c.budget_examples, self.examples_per_epoch)
+            return full * self.steps_per_epoch + math.ceil(rest / c.batch_size)
+        return self.steps_per_epoch * c.epochs
+
+    def budget_reached(self) -> bool:
+        p, c = self.progress, self.config
+        if c.budget_steps is not None:
+            return p.global_step >= c.budget_steps
+        if c.budget_examples is not None:
+            return p.examples_seen >= c.budget_examples
+        return False
 
     def batches(self, epoch: int) -> list[list[tuple[int, Example]]]:
         c = self.config
         return epoch_batches(self.train_data.times, c.regime, self.time_scale, c.seed, epoch, c.batch_size)
 
     def validate(self) -> float:
-        value = _val_cosine(self.model, self.val_data, self.time_scale, self.config.eval_batch_size)
+        c = self.config
+        value = _val_cosine(self.model, self.val_data, self.time_scale, c.eval_batch_size, c.regime.start)
         if not math.isfinite(value):
             raise TrainingDiverged(f"{self.directory}: validation cosine is {value}; lower lr or check the store")
         return value
@@ -527,6 +614,9 @@ class _Run:
     # -- checkpoints
 
     def save(self) -> None:
+        now = time.perf_counter()
+        self.progress.wall_s += now - self._clock
+        self._clock = now
         payload = {
             "format": _FORMAT,
             "key": self.key,
@@ -549,8 +639,9 @@ class _Run:
             raise ResumeMismatch(f"{path} is unreadable ({type(err).__name__}); delete it to restart") from err
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ResumeMismatch(f"{path} is not a spliter training checkpoint; use another checkpoint_dir")
+        defaults = {"model_config": SpliterConfig().to_dict(), "train_config": TrainConfig().to_dict(), "videos": None}
         for part in ("model_config", "train_config", "videos"):
-            if payload["key"][part] != self.key[part]:
+            if not _same_setting(payload["key"][part], self.key[part], defaults[part]):
                 raise ResumeMismatch(
                     f"{path} was written by a run with a different {part.replace('_', ' ')}; "
                     "use a new checkpoint_dir (or the original settings) to resume"
@@ -586,7 +677,8 @@ class _Run:
         self.scheduler.step()
         return value
 
-    def end_epoch(self) -> None:
+    def checkpoint_validation(self) -> None:
+        """Validate, record a history row for the steps since the last one, keep best.pt, decide early stopping."""
         p, c = self.progress, self.config
         val = self.validate()
         p.history.append({
@@ -598,41 +690,66 @@ class _Run:
             "examples": p.epoch_examples,
         })
         if val > p.best_val_cosine:
-            p.best_val_cosine, p.best_epoch, p.epochs_since_best = val, p.epoch, 0
+            p.best_val_cosine, p.best_epoch, p.best_step, p.epochs_since_best = val, p.epoch, p.global_step, 0
             self.save_best(val, p.epoch)
         else:
             p.epochs_since_best += 1
-        p.epoch, p.step_in_epoch, p.epoch_loss_sum, p.epoch_examples = p.epoch + 1, 0, 0.0, 0
+        p.epoch_loss_sum, p.epoch_examples = 0.0, 0
         p.stopped_early = c.patience is not None and p.epochs_since_best >= c.patience
-        p.done = p.stopped_early or p.epoch >= c.epochs
-        self.save()
 
     def run(self, callback: Callable[[StepInfo], None] | None) -> bool:
-        """Train to the end (True) or until ``stop_after_steps`` (False)."""
-        p, c = self.progress, self.config
-        while not p.done:
-            batches = self.batches(p.epoch)
-            self.model.train()
-            bar = tqdm(total=len(batches), initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{c.epochs}",
-                       disable=not c.progress, leave=False, dynamic_ncols=True)
-            with bar:
-                for index in range(p.step_in_epoch, len(batches)):
-                    p.last_lr = self.optimizer.param_groups[0]["lr"]
-                    loss = self.step(batches[index])
-                    p.epoch_loss_sum += loss * len(batches[index])
-                    p.epoch_examples += len(batches[index])
-                    p.step_in_epoch, p.global_step = index + 1, p.global_step + 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                    if c.checkpoint_every and p.global_step % c.checkpoint_every == 0:
-                        self.save()
-                    if callback is not None:
-                        callback(StepInfo(p.epoch, p.step_in_epoch, p.global_step, loss, p.last_lr))
-                    if c.stop_after_steps is not None and p.global_step >= c.stop_after_steps:
-                        self.save()
-                        return False
-            self.end_epoch()
+        """Train to the end (True) or until ``stop_after_steps`` (False).
+
+        The end is the budget (steps or examples, exact also across resumes), else ``epochs``; early stopping
+        (``patience`` validations without improvement) may end it sooner.
+        """
+        while not self.progress.done:
+            if self.run_epoch(callback):
+                return False
         return True
+
+    def run_epoch(self, callback: Callable[[StepInfo], None] | None) -> bool:
+        """The rest of the current epoch; True when ``stop_after_steps`` interrupted it."""
+        p, c = self.progress, self.config
+        batches = self.batches(p.epoch)
+        self.model.train()
+        total = "budget" if c.budgeted else str(c.epochs)
+        bar = tqdm(total=len(batches), initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{total}",
+                   disable=not c.progress, leave=False, dynamic_ncols=True)
+        with bar:
+            for index in range(p.step_in_epoch, len(batches)):
+                batch = batches[index]
+                if c.budget_examples is not None:
+                    batch = batch[: c.budget_examples - p.examples_seen]
+                p.last_lr = self.optimizer.param_groups[0]["lr"]
+                loss = self.step(batch)
+                p.epoch_loss_sum += loss * len(batch)
+                p.epoch_examples += len(batch)
+                p.examples_seen += len(batch)
+                p.step_in_epoch, p.global_step = index + 1, p.global_step + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                budget_done = self.budget_reached()
+                if budget_done or (c.val_every is not None and p.global_step % c.val_every == 0):
+                    self.checkpoint_validation()
+                    p.done = budget_done or p.stopped_early
+                if p.done or (c.checkpoint_every and p.global_step % c.checkpoint_every == 0):
+                    self.save()
+                if callback is not None:
+                    callback(StepInfo(p.epoch, p.step_in_epoch, p.global_step, loss, p.last_lr))
+                if p.done:
+                    return False
+                if c.stop_after_steps is not None and p.global_step >= c.stop_after_steps:
+                    self.save()
+                    return True
+        if c.val_every is None:
+            self.checkpoint_validation()
+        p.epoch, p.step_in_epoch = p.epoch + 1, 0
+        p.done = p.stopped_early or (not c.budgeted and p.epoch >= c.epochs)
+        if p.done and not (p.history and p.history[-1]["steps"] == p.global_step):
+            self.checkpoint_validation()  # the end always has a validation (and its history row)
+        self.save()
+        return False
 
     def result(self, finished: bool) -> TrainResult:
         p = self.progress
@@ -645,6 +762,9 @@ class _Run:
             finished=finished,
             stopped_early=p.stopped_early,
             global_step=p.global_step,
+            examples_seen=p.examples_seen,
+            wall_s=p.wall_s,
+            best_step=p.best_step,
         )
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metrics.clip import EmbeddingError
-from metrics.embedding import displacement_cosines, error_growth, horizon_cosines, score_rollouts
+from metrics.embedding import derangement, displacement_cosines, error_growth, horizon_cosines, score_rollouts
 from spliter.data.store import EmbeddingStore
 from spliter.rollout import MeanMotionRollout, StaticRollout
 
@@ -174,3 +174,67 @@ def test_metric_helpers_directly():
     assert error_growth([1, 2, 3], [0.1, 0.3, 0.5]) == pytest.approx(0.2)
     with pytest.raises(EmbeddingError, match="two distinct"):
         error_growth([1.0], [0.5])
+
+
+def test_both_starts_are_scored_and_named(records):
+    rows = score_rollouts({"step": StaticRollout()}, records, start="both").rows
+    names = {r["metric"] for r in rows}
+    assert {"embed_cosine[step,start=true]", "embed_cosine[step,start=prior]"} <= names
+    alone = score_rollouts({"step": StaticRollout()}, records, start="prior").rows
+    assert [r for r in rows if r["metric"].endswith("start=prior]")] == alone
+
+
+def test_a_derangement_moves_every_video_and_is_seeded():
+    for n in (2, 3, 10):
+        perm = derangement(n, seed=4)
+        assert sorted(perm) == list(range(n)) and all(p != i for i, p in enumerate(perm))
+        assert perm == derangement(n, seed=4)
+    assert derangement(10, 0) != derangement(10, 1)
+    with pytest.raises(EmbeddingError, match="at least 2 videos"):
+        derangement(1, 0)
+
+
+class TextDirection:
+    """Moves the start along its own text embedding at unit speed: uses the text, as a trained model should."""
+
+    name = "text-direction"
+
+    def __call__(self, text_hidden, text_embed, start, times):
+        return start[:, None] + times.float()[None, :, None] * text_embed[:, None]
+
+
+def _moving_along_text(tmp_path):
+    """Videos that move exactly along their (distinct) text embedding."""
+    with EmbeddingStore.create(tmp_path / "moving", dim=3, text_tokens=2, meta={}) as store:
+        for i, direction in enumerate(([1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 0, -1.0])):
+            d = torch.tensor(direction)
+            start = torch.tensor([1.0, 1.0, 1.0]) - d
+            times = torch.tensor([0.0, 0.5, 1.0])
+            store.add(f"v{i}", f"toward {direction}", d.expand(2, 3) * (i + 1), d, start,
+                      start + times[:, None] * d, times, split="test")
+    return EmbeddingStore.open(tmp_path / "moving").split("test")
+
+
+def test_shuffled_text_lowers_a_text_reading_rollout_and_leaves_a_text_blind_spliter_unchanged(tmp_path):
+    from spliter.models import Spliter, SpliterConfig
+    from spliter.rollout import RolloutConfig, SpliterRollout
+
+    videos = _moving_along_text(tmp_path)
+
+    def means(rollouts):
+        rows = score_rollouts(rollouts, videos, shuffled_text=True, shuffle_seed=3).rows
+        return {m: np.mean([r["value"] for r in rows if r["metric"] == m]) for m in {r["metric"] for r in rows}}
+
+    reading = means({"step": TextDirection()})
+    assert reading["embed_cosine[step,start=true]"] == pytest.approx(1.0)
+    assert reading["embed_cosine[step,start=true,text=shuffled]"] < reading["embed_cosine[step,start=true]"] - 0.05
+
+    blind = Spliter(SpliterConfig(dim=3, text_tokens=2, width=4, depth=1, heads=1, dropout=0.0,
+                                  text_input="constant", step_consistent=True))
+    torch.nn.init.normal_(blind.out_proj.weight, std=0.3)
+    rollouts = {mode: SpliterRollout(blind, RolloutConfig(mode=mode)) for mode in ("step", "chain")}
+    scores = means(rollouts)
+    for mode in ("step", "chain"):
+        plain = scores[f"embed_cosine[{mode},start=true]"]
+        assert scores[f"embed_cosine[{mode},start=true,text=shuffled]"] == plain  # exactly
+        assert plain != pytest.approx(1.0)

@@ -1,6 +1,7 @@
 """Spliter models: every head x rotation_layer x cross_attention builds, learns, round-trips; config checks."""
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -96,7 +97,7 @@ def test_token_counts_follow_the_config():
         assert _tiny(cross_attention=cross_attention, text_tokens=3).conditioning_tokens == expected
     config = _tiny(cross_attention="additive", text_tokens=3)
     model = Spliter(config)
-    assert model.trunk.blocks[0].fc1.weight.shape == (config.width, 3 + 2 + 4)
+    assert model.head.trunk.blocks[0].fc1.weight.shape == (config.width, 3 + 2 + 4)
     assert model(*_inputs(config)).shape == (3, 16)
 
 
@@ -245,3 +246,94 @@ def test_increment_head_learns_a_step_proportional_displacement():
         fitted = displacement_loss(model(text, start, step), start, start, target)
     static = displacement_loss(start, start, start, target)
     assert fitted < 0.6 * static, (fitted, static)
+
+
+# ------------------------------------------------------------------------------------------- step-consistent heads
+
+
+def _train_a_little(model: Spliter, steps: int = 5) -> Spliter:
+    """A few optimiser steps towards random targets, so no weight stays at its initial value."""
+    text, start, step = _inputs(model.config, batch=4, seed=1)
+    target = torch.randn_like(start)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (model(text, start, step) - target).pow(2).mean().backward()
+        optimizer.step()
+    return model
+
+
+@pytest.mark.parametrize("head, rotation_layer, cross_attention", VARIANTS)
+def test_a_step_consistent_head_returns_the_start_exactly_at_step_zero(head, rotation_layer, cross_attention):
+    config = _tiny(head, rotation_layer, cross_attention, step_consistent=True, dropout=0.0)
+    model = _nontrivial(Spliter(config))
+    text, start, step = _inputs(config)
+    zero = torch.zeros_like(step)
+    assert torch.equal(model(text, start, zero), start)
+    _train_a_little(model)
+    assert torch.equal(model(text, start, zero), start)  # after training too, for any weights
+    assert not torch.equal(model(text, start, step), start)  # and it does move at other steps
+    plain = _train_a_little(_nontrivial(Spliter(replace(config, step_consistent=False))))
+    assert not torch.allclose(plain(text, start, zero), start)  # what the option fixes
+
+
+def test_the_text_blind_control_has_the_same_parameters_and_ignores_the_text():
+    config = _tiny("dual", "plane", "attention")
+    text_model = Spliter(config)
+    blind = Spliter(replace(config, text_input="constant"))
+    shapes = {k: v.shape for k, v in text_model.state_dict().items()}
+    assert {k: v.shape for k, v in blind.state_dict().items()} == shapes
+    _train_a_little(_nontrivial(blind)).eval()
+    text, start, step = _inputs(config)
+    other = torch.randn_like(text)
+    assert torch.equal(blind(text, start, step), blind(other, start, step))
+    _nontrivial(text_model).eval()
+    assert not torch.equal(text_model(text, start, step), text_model(other, start, step))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64, torch.bfloat16])
+def test_inputs_of_another_precision_are_cast_and_the_start_keeps_its_dtype(dtype):
+    model = _nontrivial(Spliter(_tiny(step_consistent=True))).eval()
+    text, start, step = _inputs(model.config)
+    out = model(text.to(dtype), start.to(dtype), step.to(dtype))
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert torch.equal(model(text.to(dtype), start.to(dtype), torch.zeros(3, dtype=dtype)), start.to(dtype))
+    torch.testing.assert_close(out.float(), model(text, start, step), atol=0.1, rtol=0.05)
+    with pytest.raises(TypeError, match="start must be a floating-point tensor"):
+        model(text, start.long(), step)
+
+
+def test_a_new_head_is_one_class_and_one_registration():
+    from spliter.models import Head
+
+    class LastToken(Head):
+        def __init__(self, config):
+            super().__init__(config)
+            self.tokens_out = 1
+
+        def forward(self, base, cond):
+            return base[:, -1:]
+
+    HEADS.register("last_token", LastToken)
+    try:
+        model = _nontrivial(Spliter(_tiny("last_token")))
+        text, start, step = _inputs(model.config)
+        assert model(text, start, step).shape == start.shape
+    finally:
+        HEADS.unregister("last_token")
+    with pytest.raises(ValueError, match="SpliterConfig.head='last_token' is not one of"):
+        _tiny("last_token")
+
+
+def test_checkpoints_from_before_the_heads_registry_still_load(tmp_path):
+    model = _nontrivial(Spliter(_tiny("dual")))
+    legacy = {k.removeprefix("head."): v for k, v in model.state_dict().items()}
+    torch.save({"config": model.config.to_dict(), "state_dict": legacy, "extra": {}}, tmp_path / "old.pt")
+    loaded = load_spliter(tmp_path / "old.pt")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("bad", [{"text_input": "none"}, {"step_consistent": 1}])
+def test_new_options_are_validated(bad):
+    with pytest.raises(ValueError, match=f"SpliterConfig.{next(iter(bad))}"):
+        _tiny(**bad)

@@ -215,3 +215,30 @@ def test_config_round_trips_through_a_dict():
     assert RegimeConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown fields"):
         RegimeConfig.from_dict({"bogus": 1})
+
+
+@pytest.mark.parametrize("power", [0.5, 1.5, math.inf, "1"])
+def test_a_fractional_rotation_power_is_refused_when_the_config_is_built(power):
+    from spliter.rollout import RolloutConfig
+
+    for config in (RegimeConfig, RolloutConfig):
+        with pytest.raises(ValueError, match=rf"{config.__name__}.rotation_power must be a whole number"):
+            config(rotation_power=power)
+    assert RegimeConfig(rotation_power=2.0).rotation_power == 2.0 and RegimeConfig(rotation_power=0).rotation_power == 0
+
+
+def test_the_start_field_sets_each_examples_anchor():
+    times = np.arange(6) * 0.5
+    regime = RegimeConfig(back=True, rotate=True, diff=1, pairs_per_video=4)
+    prior = build_examples(times, regime, 1.0, np.random.default_rng(0))
+    assert {e.anchor for e in prior} == {"prior"}
+    true = build_examples(times, RegimeConfig(**{**regime.to_dict(), "start": "true"}), 1.0, np.random.default_rng(0))
+    assert [(e.way, e.start_index, e.target_index, e.chain) for e in true] == [
+        (e.way, e.start_index, e.target_index, e.chain) for e in prior]  # the same examples, other anchor
+    assert {e.anchor for e in true} == {"true"}
+    both = build_examples(times, RegimeConfig(**{**regime.to_dict(), "start": "both"}), 1.0, np.random.default_rng(0))
+    assert len(both) == len(prior) and {e.anchor for e in both} == {"prior", "true"}
+    again = build_examples(times, RegimeConfig(**{**regime.to_dict(), "start": "both"}), 1.0, np.random.default_rng(0))
+    assert both == again
+    with pytest.raises(ValueError, match="RegimeConfig.start='first' is not one of"):
+        RegimeConfig(start="first")

@@ -140,3 +140,76 @@ def test_a_trained_spliter_beats_mean_motion_on_held_out_videos(tmp_path):
     spliter = error(make_rollout("spliter", model=load_spliter(result.checkpoint)))
     mean_motion = error(make_rollout("mean_motion", store=store))
     assert spliter < 0.5 * mean_motion
+
+
+# ------------------------------------------------------------------------------------------- the fair world
+
+FAIR = {"n_videos": 96, "dim": 32, "text_tokens": 5, "frames": 8, "world": "fair", "val_fraction": 0.15,
+        "test_fraction": 0.15, "unseen_fraction": 0.2}
+
+
+def fair_latent(caption: str) -> tuple[str, int, float]:
+    match = re.fullmatch(r"(\w+) toward direction (\d+) at speed ([\d.]+)", caption)
+    assert match, caption
+    return match[1], int(match[2]), float(match[3])
+
+
+def test_the_fair_start_carries_nothing_about_the_caption_unlike_the_legacy_one(tmp_path):
+    def mean_start_text_cosine(store):
+        return float(torch.stack([F.cosine_similarity(r.frame_embeds[0], r.text_embed, dim=0) for r in store]).mean())
+
+    fair = write_synthetic_store(tmp_path / "fair", **{**FAIR, "noise": 0.0})
+    legacy = write_synthetic_store(tmp_path / "legacy", n_videos=96, dim=32, text_tokens=5, frames=8, noise=0.0)
+    assert mean_start_text_cosine(legacy) > 0.5
+    assert abs(mean_start_text_cosine(fair)) < 0.1
+    # Same caption, different starts: the start is drawn per video, not per caption.
+    by_caption: dict[str, list] = {}
+    for r in fair:
+        by_caption.setdefault(r.caption, []).append(r.frame_embeds[0])
+    starts = next(v for v in by_caption.values() if len(v) > 1)
+    assert float(F.cosine_similarity(starts[0], starts[1], dim=0)) < 0.9
+
+
+def test_every_fair_family_follows_its_documented_trajectory(tmp_path):
+    from spliter.data.synthetic import ACCEL_TIME_S, FAMILIES, PHASE_SWITCH_S
+
+    store = write_synthetic_store(tmp_path / "s", **{**FAIR, "noise": 0.0})
+    seen = set()
+    for r in store:
+        family, _, speed = fair_latent(r.caption)
+        seen.add(family)
+        e, t = r.frame_embeds.double(), r.frame_times
+        angle = torch.arccos(F.cosine_similarity(e[1:], e[:1].expand_as(e[1:]), dim=-1).clamp(-1, 1))
+        if family == "rotate":
+            torch.testing.assert_close(angle, speed * t[1:], atol=2e-3, rtol=0)
+        elif family == "accelerate":
+            torch.testing.assert_close(angle, speed * t[1:] ** 2 / ACCEL_TIME_S, atol=2e-3, rtol=0)
+        elif family == "drift":
+            torch.testing.assert_close(e.norm(dim=-1), EMBED_NORM * torch.sqrt(1 + (speed * t) ** 2), rtol=1e-3, atol=0)
+        else:
+            assert family == "two_phase"
+            early = t <= PHASE_SWITCH_S
+            torch.testing.assert_close(angle[early[1:]], speed * t[1:][early[1:]], atol=2e-3, rtol=0)
+        if family != "drift":
+            torch.testing.assert_close(e.norm(dim=-1), torch.full_like(t, EMBED_NORM), rtol=1e-3, atol=0)
+    assert seen == set(FAMILIES)
+
+
+def test_fair_splits_hold_out_whole_captions_and_the_prior_is_a_noisy_first_frame(tmp_path):
+    store = write_synthetic_store(tmp_path / "s", **FAIR)
+    captions = {s: {r.caption for r in store.split(s)} for s in ("train", "val", "test", "test_unseen")}
+    assert all(captions.values())
+    assert not captions["test_unseen"] & captions["train"]
+    assert captions["test"] <= captions["train"]
+    assert store.meta["synthetic"]["world"] == "fair"
+    gaps = [float((r.prior_embed - r.frame_embeds[0]).norm()) / EMBED_NORM for r in store]
+    assert 0.05 < sum(gaps) / len(gaps) < 0.2  # prior_noise = 0.1 by default
+    again = write_synthetic_store(tmp_path / "again", **FAIR)
+    assert [(r.video_id, r.split, r.caption) for r in again] == [(r.video_id, r.split, r.caption) for r in store]
+
+
+def test_test_splits_need_the_fair_world(tmp_path):
+    with pytest.raises(ValueError, match="need world='fair'"):
+        write_synthetic_store(tmp_path / "s", **SMALL, test_fraction=0.2)
+    with pytest.raises(ValueError, match="world='flat' is not one of"):
+        write_synthetic_store(tmp_path / "s", **SMALL, world="flat")

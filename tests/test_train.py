@@ -390,3 +390,180 @@ def test_invalid_train_configs_are_refused(bad):
 def test_train_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict(LEARN.to_dict()) == LEARN
     assert TrainConfig.from_dict(json.loads(json.dumps(LEARN.to_dict()))).regime == COMBINED
+
+
+# ------------------------------------------------------------------------------------------- budgets
+
+
+REGIMES = {
+    "base": RegimeConfig(pairs_per_video=3),
+    "back": RegimeConfig(back=True, pairs_per_video=3),
+    "rotate": RegimeConfig(rotate=True, pairs_per_video=3),
+    "diff": RegimeConfig(diff=1, pairs_per_video=3),
+    "combined": RegimeConfig(back=True, rotate=True, diff=1, pairs_per_video=3),
+}
+
+
+def test_every_regime_takes_the_same_number_of_steps_at_the_same_budget(store, tmp_path):
+    steps: dict[str, int] = {}
+    epochs_run: dict[str, int] = {}
+    for name, regime in REGIMES.items():
+        seen: list[int] = []
+        config = TrainConfig(budget_steps=7, batch_size=16, regime=regime, patience=None, progress=False,
+                             device="cpu")
+        result = train(MODEL, config, store, tmp_path / name, callback=lambda info, seen=seen: seen.append(info.global_step))
+        assert seen == list(range(1, 8)) and result.finished and not result.stopped_early
+        steps[name], epochs_run[name] = result.steps, result.history[-1]["epoch"]
+        assert result.history[-1]["steps"] == 7  # the end of the budget is validated
+        assert result.examples_seen == sum(h["examples"] for h in result.history) and result.wall_s > 0
+    assert set(steps.values()) == {7}
+    assert epochs_run["base"] > epochs_run["combined"]  # epochs differ in length; the budget does not
+
+
+def test_an_example_budget_is_met_exactly_by_cutting_the_last_batch(store, tmp_path):
+    seen: list[int] = []
+    config = TrainConfig(budget_examples=50, batch_size=16, regime=REGIMES["base"], patience=None, progress=False,
+                         device="cpu")
+    result = train(MODEL, config, store, tmp_path, callback=lambda info: seen.append(info.global_step))
+    assert result.examples_seen == 50 and result.steps == 4 == len(seen)  # 16 + 16 + 16 + 2
+
+
+@pytest.mark.parametrize("stop_after", [3, 9])
+def test_a_resumed_budgeted_run_stops_exactly_at_the_budget(store, tmp_path, stop_after):
+    config = TrainConfig(budget_steps=11, val_every=4, batch_size=16, regime=REGIMES["combined"], patience=None,
+                         progress=False, device="cpu")
+    reference = train(RESUME_MODEL, config, store, tmp_path / "ref")
+    partial = train(RESUME_MODEL, replace(config, stop_after_steps=stop_after), store, tmp_path / "run")
+    assert not partial.finished and partial.steps == stop_after
+    resumed = train(RESUME_MODEL, config, store, tmp_path / "run")
+    assert resumed.finished and resumed.steps == reference.steps == 11
+    assert [h["steps"] for h in resumed.history] == [4, 8, 11]  # every val_every steps and at the end
+    assert_same_run(tmp_path / "run", tmp_path / "ref")
+    again = train(RESUME_MODEL, config, store, tmp_path / "run")
+    assert again.steps == 11 and again.history == resumed.history
+
+
+def test_the_schedule_spans_the_budget_not_the_epochs(store, tmp_path):
+    config = TrainConfig(budget_steps=6, epochs=1, batch_size=16, warmup_fraction=0.0, regime=REGIMES["base"],
+                         patience=None, progress=False, device="cpu")
+    lrs: list[float] = []
+    train(MODEL, config, store, tmp_path, callback=lambda info: lrs.append(info.lr))
+    expected = [config.lr * 0.5 * (1 + math.cos(math.pi * k / 6)) for k in range(6)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_budgets_are_validated():
+    with pytest.raises(ValueError, match="budget_steps or budget_examples, not both"):
+        TrainConfig(budget_steps=3, budget_examples=30)
+    for name in ("budget_steps", "budget_examples", "val_every"):
+        with pytest.raises(ValueError, match=f"TrainConfig.{name} must be an integer >= 1"):
+            TrainConfig(**{name: 0})
+
+
+# ------------------------------------------------------------------------------------------- splits
+
+
+def _copy_store(source, path, extra_splits: dict[str, int] | None = None):
+    """A copy of ``source`` plus, per extra split, that many wild videos (huge embeddings) in it."""
+    from spliter.data.store import EmbeddingStore
+
+    writer = EmbeddingStore.create(path, source.dim, source.text_tokens, meta=source.meta)
+    for r in source:
+        writer.add(r.video_id, r.caption, r.text_hidden, r.text_embed, r.prior_embed, r.frame_embeds,
+                   r.frame_times, split=r.split)
+    g = torch.Generator().manual_seed(0)
+    template = next(iter(source))
+    for split, count in (extra_splits or {}).items():
+        for i in range(count):
+            writer.add(f"{split}-{i}", "wild", 100 * torch.randn(template.text_hidden.shape, generator=g),
+                       100 * torch.randn(source.dim, generator=g), 100 * torch.randn(source.dim, generator=g),
+                       100 * torch.randn(template.frame_embeds.shape, generator=g), template.frame_times, split=split)
+    writer.close()
+    return EmbeddingStore.open(path)
+
+
+def test_no_test_video_reaches_training_or_baseline_fitting(store, tmp_path):
+    plain = _copy_store(store, tmp_path / "plain")
+    wild = _copy_store(store, tmp_path / "wild", {"test": 3, "test_unseen": 3})
+    config = TrainConfig(budget_steps=5, batch_size=16, regime=REGIMES["combined"], progress=False, device="cpu")
+    train(RESUME_MODEL, config, plain, tmp_path / "a")
+    train(RESUME_MODEL, config, wild, tmp_path / "b")
+    assert_same_run(tmp_path / "b", tmp_path / "a")
+    fitted = MeanMotionRollout.fit(wild, "train").velocity
+    assert torch.equal(fitted, MeanMotionRollout.fit(plain, "train").velocity)
+
+
+def test_without_a_val_split_mean_motion_fits_only_the_trainers_training_videos(tmp_path):
+    store = write_synthetic_store(tmp_path / "s", n_videos=12, dim=DIM, text_tokens=TOKENS, frames=5,
+                                  val_fraction=0.0)
+    train_records, val_records = split_videos(store, 0.25)
+    assert val_records and not store.split("val")
+    from spliter.data.store import EmbeddingStore
+
+    writer = EmbeddingStore.create(tmp_path / "only-train", store.dim, store.text_tokens, meta={})
+    for r in train_records:
+        writer.add(r.video_id, r.caption, r.text_hidden, r.text_embed, r.prior_embed, r.frame_embeds,
+                   r.frame_times, split="val")
+    writer.close()
+    # Stored as "val" so that fit reads exactly these videos (a "train" split would lose its own hashed share).
+    expected = MeanMotionRollout.fit(EmbeddingStore.open(tmp_path / "only-train"), "val")
+    assert torch.equal(MeanMotionRollout.fit(store, "train", val_fraction=0.25).velocity, expected.velocity)
+
+
+# ------------------------------------------------------------------------------------------- starts, chains
+
+
+def test_a_true_anchor_starts_from_the_base_frame_itself(store):
+    records = store.split("train")[:2]
+    videos = VideoTensors(records, torch.device("cpu"))
+    model = Spliter(MODEL)
+    batch = [(0, Example("normal", 0, "prior", 3, 0.5, anchor="true")),
+             (1, Example("back", 7, "prior", 2, -0.5, anchor="true")),
+             (1, Example("normal", 0, "prior", 2, 0.5))]
+    got = batch_inputs(model, videos, batch, RegimeConfig(), time_scale=1.0)
+    assert torch.equal(got.start_state[0], records[0].frame_embeds[0])
+    assert torch.equal(got.start_state[1], records[1].frame_embeds[7])
+    assert torch.equal(got.start_state[2], records[1].prior_embed)
+
+
+def test_chain_hops_are_made_without_dropout_and_the_last_prediction_with_it(store):
+    records = store.split("train")[:2]
+    videos = VideoTensors(records, torch.device("cpu"))
+    model = Spliter(replace(MODEL, dropout=0.5))
+    torch.nn.init.normal_(model.out_proj.weight, std=0.1)
+    t = records[0].frame_times.tolist()
+    batch = [(0, Example("normal", 2, "prediction", 4, t[4] - t[2], (0, 1, 2)))]
+    model.train()
+    states = {batch_inputs(model, videos, batch, RegimeConfig(diff=2), 1.0).start_state for _ in range(3)}
+    model.eval()
+    expected = batch_inputs(model, videos, batch, RegimeConfig(diff=2), 1.0).start_state
+    assert all(torch.equal(s, expected) for s in states)
+    assert model.training is False  # batch_inputs restores the mode it found
+    model.train()
+    batch_inputs(model, videos, batch, RegimeConfig(diff=2), 1.0)
+    assert model.training
+
+
+@pytest.mark.parametrize("start", ["true", "both"])
+def test_validation_follows_the_regimes_start(store, start):
+    model = Spliter(MODEL)
+    torch.nn.init.normal_(model.out_proj.weight, std=0.1)
+    val = store.split("val")
+    prior, true = validation_cosine(model, val, start="prior"), validation_cosine(model, val, start="true")
+    assert prior != true
+    expected = true if start == "true" else 0.5 * (prior + true)
+    assert validation_cosine(model, val, start=start) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_run_written_before_the_budget_fields_existed_still_resumes(store, tmp_path):
+    config = replace(RESUME, stop_after_steps=3)
+    train(RESUME_MODEL, config, store, tmp_path)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    for name in ("budget_steps", "budget_examples", "val_every"):
+        del payload["key"]["train_config"][name]
+    del payload["key"]["train_config"]["regime"]["start"]
+    del payload["key"]["model_config"]["step_consistent"]
+    torch.save(payload, tmp_path / "last.pt")
+    assert train(RESUME_MODEL, replace(RESUME, stop_after_steps=5), store, tmp_path).steps == 5
+    with pytest.raises(ResumeMismatch, match="different train config"):
+        train(RESUME_MODEL, replace(RESUME, budget_steps=9), store, tmp_path)

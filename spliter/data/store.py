@@ -44,7 +44,7 @@ from torch import Tensor
 
 FORMAT = "spliter-embedding-store"
 VERSION = 1
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "test_unseen")  # see spliter.data.splits
 META_FILE = "meta.json"
 MANIFEST_FILE = "manifest.parquet"
 SHARD_DIR = "shards"
