@@ -204,16 +204,18 @@ def resize_frames(x: torch.Tensor, resolution: int, policy: ResizePolicy) -> tor
     ``preprocess_single``), and centre-crops. Equal on square input.
     """
     h, w = x.shape[-2:]
-    if policy == "squash":
-        size = (resolution, resolution)
-    elif h < w:
-        size = (resolution, math.ceil(w * resolution / h))
-    else:
-        size = (math.ceil(h * resolution / w), resolution)
+    size = (resolution, resolution) if policy == "squash" else short_side_size(h, w, resolution)
     if (h, w) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
     top, left = (x.shape[-2] - resolution) // 2, (x.shape[-1] - resolution) // 2
     return x[..., top : top + resolution, left : left + resolution]
+
+
+def short_side_size(h: int, w: int, resolution: int) -> tuple[int, int]:
+    """(H', W') with the shorter side at ``resolution`` and the longer at the ceiling of its scaled length."""
+    if h < w:
+        return resolution, math.ceil(w * resolution / h)
+    return math.ceil(h * resolution / w), resolution
 
 
 def preprocess_videos(videos: Sequence[np.ndarray] | np.ndarray, protocol: FVDProtocol) -> torch.Tensor:
