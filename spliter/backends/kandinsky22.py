@@ -12,6 +12,7 @@ raised before any heavy import.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -269,6 +270,160 @@ def missing_kandinsky_weights(
         weights_problem(decoder, "decoder", DECODER_HUB_ID, cache_dir),
     )
     return [problem for problem in problems if problem is not None]
+
+
+# Components each pipeline needs, and the pipeline class its model_index.json must name.
+PIPELINE_COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "prior": (
+        "KandinskyV22PriorPipeline",
+        ("prior", "image_encoder", "text_encoder", "tokenizer", "scheduler", "image_processor"),
+    ),
+    "decoder": ("KandinskyV22Pipeline", ("unet", "movq", "scheduler")),
+}
+_MODEL_COMPONENTS = ("prior", "image_encoder", "text_encoder", "unet", "movq")
+_CONFIG_FILES = {"scheduler": "scheduler_config.json", "image_processor": "preprocessor_config.json",
+                 "tokenizer": "tokenizer_config.json"}
+_WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".fp16.safetensors", ".fp16.bin")
+_SANE_MAX_LENGTH = 100_000  # transformers' "no limit" sentinel is ~1e30, which overflows in the tokenizer
+
+
+def resolve_folder(source: str | os.PathLike, cache_dir: str | None = None) -> Path | None:
+    """The local folder holding `source`'s model_index.json (a folder or a cached hub snapshot), else None."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    folder = Path(str(source)).expanduser()
+    if (folder / "model_index.json").is_file():
+        return folder
+    if not folder.exists() and _HUB_ID.match(str(source)):
+        found = try_to_load_from_cache(str(source), "model_index.json", cache_dir=cache_dir or constants.HF_HUB_CACHE)
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
+def check_kandinsky_folders(
+    prior: str | os.PathLike | None = PRIOR_HUB_ID,
+    decoder: str | os.PathLike | None = DECODER_HUB_ID,
+    cache_dir: str | None = None,
+) -> list[str]:
+    """One line per problem of the prior and decoder weight folders, each naming the folder and the fix.
+
+    Reads configs (no weights): model_index.json names the right pipeline (prior and decoder not swapped),
+    every component has its folder, config and weight files (a sharded index's shards included), the
+    tokenizer loads with a finite max length, and the prior's embedding size is the decoder's image-embedding
+    size (unet encoder_hid_dim) and the CLIP towers' projection size. None skips a side.
+    """
+    problems: list[str] = []
+    configs: dict[str, dict[str, dict[str, Any]]] = {}
+    for what, source in (("prior", prior), ("decoder", decoder)):
+        if source is None:
+            continue
+        hub_id = PRIOR_HUB_ID if what == "prior" else DECODER_HUB_ID
+        missing = weights_problem(source, what, hub_id, cache_dir)
+        folder = None if missing else resolve_folder(source, cache_dir)
+        if folder is None:
+            problems.append(missing or f"Kandinsky 2.2 {what} weights not found at {source}")
+            continue
+        found, configs[what] = _check_pipeline_folder(folder, what, hub_id)
+        problems += found
+    if "prior" in configs and "decoder" in configs:
+        problems += _check_sizes(configs["prior"], configs["decoder"], prior, decoder)
+    return problems
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_pipeline_folder(folder: Path, what: str, hub_id: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(problems, component -> config) of one diffusers pipeline folder."""
+    fix = f"re-download it (hf download {hub_id} --local-dir {folder})"
+    expected_class, components = PIPELINE_COMPONENTS[what]
+    index = _read_json(folder / "model_index.json")
+    if index is None:
+        return [f"Kandinsky 2.2 {what} folder {folder}: model_index.json is not valid JSON; {fix}"], {}
+    found_class = index.get("_class_name")
+    if found_class != expected_class:
+        other = next((w for w, (cls, _) in PIPELINE_COMPONENTS.items() if cls == found_class), None)
+        hint = (f"it is the {other} folder: swap backend.prior and backend.decoder" if other
+                else f"point backend.{what} at the {hub_id} folder")
+        return [f"Kandinsky 2.2 {what} folder {folder}: model_index.json names {found_class!r}, "
+                f"expected {expected_class!r}; {hint}"], {}
+    problems, configs = [], {}
+    for name in components:
+        sub = folder / name
+        where = f"Kandinsky 2.2 {what} folder {folder}: component {name!r}"
+        if name not in index or not sub.is_dir():
+            problems.append(f"{where} is missing ({sub} absent or not listed in model_index.json); {fix}")
+            continue
+        config_path = sub / _CONFIG_FILES.get(name, "config.json")
+        config = _read_json(config_path)
+        if config is None:
+            problems.append(f"{where}: {config_path.name} missing or not valid JSON; {fix}")
+            continue
+        configs[name] = config
+        if name in _MODEL_COMPONENTS:
+            problem = _weights_problem(sub)
+            if problem:
+                problems.append(f"{where}: {problem}; {fix}")
+        elif name == "tokenizer":
+            problem = _tokenizer_problem(sub)
+            if problem:
+                problems.append(f"{where}: {problem}; {fix}")
+    return problems, configs
+
+
+def _weights_problem(sub: Path) -> str | None:
+    """None when `sub` holds a weight file (or every shard its index lists), else what is missing."""
+    for stem in _WEIGHT_STEMS:
+        for suffix in _WEIGHT_SUFFIXES:
+            if (sub / f"{stem}{suffix}").is_file():
+                return None
+            index = _read_json(sub / f"{stem}{suffix}.index.json")
+            if index is not None:
+                shards = sorted(set(index.get("weight_map", {}).values()))
+                absent = [shard for shard in shards if not (sub / shard).is_file()]
+                if not shards or absent:
+                    return f"weight shards missing: {', '.join(absent[:3]) or 'the index lists none'}"
+                return None
+    return f"no weight file ({_WEIGHT_STEMS[0]}.safetensors, model.safetensors or a .bin) in {sub}"
+
+
+def _tokenizer_problem(sub: Path) -> str | None:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(sub), local_files_only=True)
+    except Exception as error:  # transformers raises many types for a broken tokenizer folder
+        return f"the tokenizer does not load ({type(error).__name__}: {str(error).strip()[:120]})"
+    ids = tokenizer("a photo of a cat", add_special_tokens=False).input_ids
+    no_vocabulary = not ids or all(i == tokenizer.unk_token_id for i in ids)
+    if no_vocabulary or not 0 < int(tokenizer.model_max_length) <= _SANE_MAX_LENGTH:
+        return (f"the tokenizer has no usable vocabulary or max length ({len(tokenizer)} tokens, "
+                f"model_max_length={tokenizer.model_max_length}): its vocabulary files are missing")
+    return None
+
+
+def _check_sizes(prior: dict[str, dict[str, Any]], decoder: dict[str, dict[str, Any]],
+                 prior_source: Any, decoder_source: Any) -> list[str]:
+    """Embedding sizes that must agree across the towers, the prior and the decoder's UNet."""
+    sizes = {
+        "prior/prior embedding_dim": prior.get("prior", {}).get("embedding_dim"),
+        "prior/image_encoder projection_dim": prior.get("image_encoder", {}).get("projection_dim"),
+        "prior/text_encoder projection_dim": prior.get("text_encoder", {}).get("projection_dim"),
+        "decoder/unet encoder_hid_dim": decoder.get("unet", {}).get("encoder_hid_dim"),
+    }
+    known = {key: value for key, value in sizes.items() if value is not None}
+    if len(set(known.values())) <= 1:
+        return []
+    listing = ", ".join(f"{key}={value}" for key, value in known.items())
+    return [f"Kandinsky 2.2 prior {prior_source} and decoder {decoder_source} do not fit together: image "
+            f"embedding sizes differ ({listing}); use the prior and decoder of one release (2.2)"]
 
 
 class Kandinsky22Backend(DiffusersBackend):
