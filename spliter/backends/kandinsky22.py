@@ -40,6 +40,13 @@ class DiffusersBackend:
 
     Seeds become CPU `torch.Generator`s, one per row, so a row's result does not depend on the rest of the
     batch nor on the device the models run on.
+
+    Memory knobs (spliter.backends.memory estimates their peak): ``dtype``; ``decode_batch_size`` images
+    denoised together by the UNet (twice that many rows with classifier-free guidance) and
+    ``movq_batch_size`` latents decoded together by the MoVQ, the larger working set at 512 px;
+    ``attention_slicing`` computes attention one head slice at a time (diffusers' sliced processors;
+    otherwise diffusers' default scaled-dot-product attention). ``prior_guidance``, when given, is the
+    prior's guidance scale whatever the caller passes to ``prior`` (the decoder's is ``decode``'s own).
     """
 
     def __init__(
@@ -51,20 +58,27 @@ class DiffusersBackend:
         dtype: torch.dtype,
         identity: dict[str, Any],
         frame_batch_size: int = 64,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 4,
+        movq_batch_size: int = 2,
+        attention_slicing: bool = False,
+        prior_guidance: float | None = None,
     ) -> None:
         if prior_pipe is None and decoder_pipe is None:
             raise ValueError(f"backend {name}: build at least one of the prior and decoder pipelines")
         self.name = name
         self.device = device
         self.dtype = dtype
-        self.frame_batch_size = frame_batch_size
-        self.decode_batch_size = decode_batch_size
+        self.frame_batch_size = _positive(frame_batch_size, "frame_batch_size")
+        self.decode_batch_size = _positive(decode_batch_size, "decode_batch_size")
+        self.movq_batch_size = _positive(movq_batch_size, "movq_batch_size")
+        self.prior_guidance = None if prior_guidance is None else float(prior_guidance)
         self._prior = prior_pipe
         self._decoder = decoder_pipe
         for pipe in (prior_pipe, decoder_pipe):
             if pipe is not None:
                 pipe.set_progress_bar_config(disable=True)
+                if attention_slicing:
+                    pipe.enable_attention_slicing()
         if prior_pipe is not None:
             self.dim = int(prior_pipe.prior.config.embedding_dim)
             self.text_tokens = int(prior_pipe.tokenizer.model_max_length)
@@ -73,6 +87,8 @@ class DiffusersBackend:
             self.text_tokens = 77
         self._identity = {"name": name, "dim": self.dim, "text_tokens": self.text_tokens, **identity}
         self._identity.update(dtype=str(dtype).removeprefix("torch."), device=device.type)
+        if self.prior_guidance is not None:
+            self._identity["prior_guidance"] = self.prior_guidance
 
     def identity(self) -> dict[str, Any]:
         """Name, weights, dtype and device type: enough to tell whether two stores are comparable."""
@@ -106,14 +122,17 @@ class DiffusersBackend:
     def prior(
         self, captions: Sequence[str], seeds: Sequence[int], steps: int, guidance: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prior_embed (B,D), negative (B,D)); negative is the prior pipeline's zero-image embedding."""
+        """(prior_embed (B,D), negative (B,D)); negative is the prior pipeline's zero-image embedding.
+
+        The guidance scale is ``prior_guidance`` when the backend was built with one, else ``guidance``.
+        """
         pipe = self._need_prior("prior")
         captions = _captions(captions)
         generators = _generators(seeds, len(captions))
         out = pipe(
             prompt=captions,
             num_inference_steps=_positive(steps, "steps"),
-            guidance_scale=float(guidance),
+            guidance_scale=float(guidance if self.prior_guidance is None else self.prior_guidance),
             generator=generators if len(generators) > 1 else generators[0],
             output_type="pt",
         )
@@ -147,7 +166,8 @@ class DiffusersBackend:
         guidance: float,
         size: int,
     ) -> np.ndarray:
-        """Image embeddings (N,D) -> uint8 images (N,size,size,3), decoded in chunks of decode_batch_size."""
+        """Image embeddings (N,D) -> uint8 images (N,size,size,3): UNet in chunks of decode_batch_size, then
+        MoVQ in chunks of movq_batch_size, post-processed exactly as KandinskyV22Pipeline's output_type="np"."""
         pipe = self._need_decoder("decode")
         embeds = _finite(torch.as_tensor(embeds, dtype=torch.float32), "image embeddings to decode")
         negative = torch.as_tensor(negative, dtype=torch.float32)
@@ -160,7 +180,7 @@ class DiffusersBackend:
         quantum = pipe.movq_scale_factor**2
         if size < quantum or size % quantum:
             raise ValueError(f"size must be a positive multiple of {quantum} for this decoder, got {size}")
-        images = []
+        latents = []
         for start in range(0, len(embeds), self.decode_batch_size):
             stop = start + self.decode_batch_size
             gens = generators[start:stop]
@@ -172,15 +192,23 @@ class DiffusersBackend:
                 num_inference_steps=_positive(steps, "steps"),
                 guidance_scale=float(guidance),
                 generator=gens if len(gens) > 1 else gens[0],
-                output_type="np",
+                output_type="latent",
             )
-            images.append(out.images)
-        if not images:
+            latents.append(out.images)
+        if not latents:
             return np.zeros((0, size, size, 3), dtype=np.uint8)
+        latent = torch.cat(latents)
+        images = []
+        for start in range(0, len(latent), self.movq_batch_size):
+            image = pipe.movq.decode(latent[start : start + self.movq_batch_size], force_not_quantize=True)["sample"]
+            images.append((image * 0.5 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy())
         pixels = np.concatenate(images)
         if not np.isfinite(pixels).all():
-            raise ValueError(f"backend {self.name}: the decoder produced non-finite pixels; try dtype=float32")
-        return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+            raise ValueError(
+                f"backend {self.name} ({str(self.dtype).removeprefix('torch.')}): the decoder produced non-finite "
+                "pixels; set backend.dtype: float32 in the study (the backend's dtype option)"
+            )
+        return np.round(pixels * 255.0).astype(np.uint8)
 
     # ------------------------------------------------------------------------------------------- helpers
 
@@ -220,7 +248,10 @@ def _cpu(tensor: torch.Tensor) -> torch.Tensor:
 
 def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
-        raise ValueError(f"{what} contains NaN or inf; check the inputs (or use dtype=float32 on this device)")
+        raise ValueError(
+            f"{what} contains NaN or inf; check the inputs, or set backend.dtype: float32 in the study "
+            "(the backend's dtype option) if the model runs in float16"
+        )
     return tensor
 
 
@@ -437,7 +468,10 @@ class Kandinsky22Backend(DiffusersBackend):
         dtype: torch.dtype | str | None = None,
         cache_dir: str | None = None,
         frame_batch_size: int = 64,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 4,
+        movq_batch_size: int = 2,
+        attention_slicing: bool = False,
+        prior_guidance: float | None = None,
     ) -> None:
         problems = missing_kandinsky_weights(prior, decoder, cache_dir)
         if problems:
@@ -457,6 +491,9 @@ class Kandinsky22Backend(DiffusersBackend):
             {"prior": str(prior), "decoder": str(decoder)},
             frame_batch_size=frame_batch_size,
             decode_batch_size=decode_batch_size,
+            movq_batch_size=movq_batch_size,
+            attention_slicing=attention_slicing,
+            prior_guidance=prior_guidance,
         )
 
 
@@ -519,14 +556,16 @@ REAL_PRIOR_CONFIG: dict[str, Any] = {
     "num_embeddings": 77,
     "additional_embeddings": 4,
 }
-# Schedulers (scheduler_config.json of each repo). UNCERTAIN: clip_sample_range of the prior (5.0 in the
-# Kandinsky 2.1 prior; the diffusers tests use 10.0) and the decoder's DDPM details beyond the beta schedule.
+# Schedulers (scheduler_config.json of each repo). The prior's UnCLIPScheduler is that of
+# kandinsky-2-2-prior/scheduler/scheduler_config.json, which diffusers' own Kandinsky 2.2 prior tests
+# (tests/pipelines/kandinsky2_2/test_kandinsky_prior.py) reproduce: clip_sample_range 10.0 (5.0 was the 2.1
+# value). UNCERTAIN: the decoder's DDPM details beyond the beta schedule.
 REAL_PRIOR_SCHEDULER: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "variance_type": "fixed_small_log",
     "prediction_type": "sample",
     "clip_sample": True,
-    "clip_sample_range": 5.0,
+    "clip_sample_range": 10.0,
 }
 REAL_DECODER_SCHEDULER: dict[str, Any] = {
     "num_train_timesteps": 1000,
@@ -575,7 +614,10 @@ class RandomKandinsky22Backend(DiffusersBackend):
         seed: int = 0,
         unet_block_out_channels: Sequence[int] | None = None,
         frame_batch_size: int = 16,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 4,
+        movq_batch_size: int = 2,
+        attention_slicing: bool = False,
+        prior_guidance: float | None = None,
     ) -> None:
         components = tuple(components)
         unknown = set(components) - set(COMPONENTS)
@@ -598,6 +640,9 @@ class RandomKandinsky22Backend(DiffusersBackend):
             {"seed": seed, "components": list(components), "unet_block_out_channels": list(unet["block_out_channels"])},
             frame_batch_size=frame_batch_size,
             decode_batch_size=decode_batch_size,
+            movq_batch_size=movq_batch_size,
+            attention_slicing=attention_slicing,
+            prior_guidance=prior_guidance,
         )
 
 
