@@ -5,8 +5,9 @@ The working sets are live-tensor peaks measured by running the real architecture
 but not the CUDA context, the caching allocator's rounding or cuDNN workspaces: :data:`OVERHEAD` and
 :data:`CUDA_CONTEXT_BYTES` stand for those. The meta path of attention materialises the attention matrix,
 which SDPA on a GPU does not, so the activation figures are upper bounds. Activations grow with the
-batch and with the pixel count, (size / 512)^2; the UNet's attention part grows as (size / 512)^4, so
-below 512 px the quadratic scaling over-estimates it and above 512 px the quartic one is used.
+batch and with the pixel count: the MoVQ's exactly as (size / 512)^2; the UNet's between that and
+(size / 512)^4 (its attention; measured 8.2, 38.8, 303 and 3625 MB per image at 128, 256, 512, 1024 px),
+so the quadratic scaling is used below 512 px and the quartic above, both over-estimates.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ PARAMETERS: dict[str, int] = {
 _SIDES = {"prior": ("prior", "text_encoder", "image_encoder"), "decoder": ("unet", "movq")}
 #: Live activation bytes per generated image at 512 px in fp16 (tests/benchmarks/test_bench_memory.py):
 #: the UNet runs each image twice (classifier-free guidance), the MoVQ once.
-UNET_BYTES_PER_IMAGE_512 = 452_507_136
+UNET_BYTES_PER_IMAGE_512 = 303_085_056
 MOVQ_BYTES_PER_IMAGE_512 = 673_218_562
 OVERHEAD = 1.2  # caching-allocator rounding, fragmentation and cuDNN workspace on top of live tensors
 CUDA_CONTEXT_BYTES = GIB // 2  # CUDA context and kernels, resident before any tensor
@@ -94,8 +95,11 @@ class _LivePeak(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        # Views and in-place ops return aliases of their inputs (an alias annotation in the schema).
+        if any(ret.alias_info is not None for ret in func._schema.returns):
+            return out
         for tensor in tree_flatten(out)[0]:
-            if isinstance(tensor, torch.Tensor) and not tensor._is_view():
+            if isinstance(tensor, torch.Tensor):
                 size = tensor.untyped_storage().nbytes()
                 self.live += size
                 self.peak = max(self.peak, self.live)
