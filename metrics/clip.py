@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -146,11 +147,57 @@ def register_open_clip_config(name: str, config: Mapping[str, Any] = TINY_VIT_CO
         open_clip.add_model_config(path)
 
 
+@dataclass(frozen=True)
+class OpenClipSpec:
+    """``openclip:<model>[/<pretrained tag>]@<weights file | random>`` as a study names an encoder."""
+
+    model: str  # open_clip architecture, e.g. ViT-L-14
+    tag: str | None  # open_clip pretrained tag the checkpoint was trained as; fixes preprocessing and QuickGELU
+    weights: str  # local checkpoint file, or "random" (smoke tests only)
+
+    @property
+    def random(self) -> bool:
+        return self.weights == "random"
+
+
+def parse_open_clip_spec(spec: str) -> OpenClipSpec:
+    """Parse ``openclip:ViT-L-14/laion2b_s32b_b82k@/path/to/open_clip_pytorch_model.bin`` (or ``@random``)."""
+    form = "openclip:<model>[/<pretrained tag>]@<weights file or 'random'>"
+    if not isinstance(spec, str) or not spec.startswith("openclip:") or "@" not in spec:
+        raise ValueError(f"CLIP encoder {spec!r}: expected {form}, e.g. openclip:ViT-L-14/laion2b_s32b_b82k@weights.bin")
+    model_tag, _, weights = spec.removeprefix("openclip:").partition("@")
+    model, _, tag = model_tag.partition("/")
+    if not model or not weights or "/" in tag or (model_tag.endswith("/") and not tag):
+        raise ValueError(f"CLIP encoder {spec!r}: expected {form}")
+    return OpenClipSpec(model, tag or None, weights)
+
+
+def open_clip_pretrained_cfg(model_name: str, tag: str) -> dict[str, Any]:
+    """The tag's own preprocessing and activation from open_clip's pretrained table (no download).
+
+    Returns mean, std, interpolation, resize_mode and quick_gelu; an unknown tag lists the known ones.
+    """
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        known = open_clip.list_pretrained_tags_by_model(model_name)
+        raise ValueError(
+            f"open_clip {model_name}: unknown pretrained tag {tag!r}; known tags: {', '.join(known) or 'none'}"
+        )
+    keys = ("mean", "std", "interpolation", "resize_mode")
+    return {**{key: cfg[key] for key in keys}, "quick_gelu": bool(cfg.get("quick_gelu"))}
+
+
 class OpenClipEncoder:
     """An open_clip model from a local weights file (never downloads), or random init for tests.
 
-    ``name`` is ``openclip:<model_name>`` for a weights file (pass ``label`` to tell two weight files of
-    one architecture apart) and ``openclip:<model_name>:random<seed>`` for a random initialisation.
+    ``tag`` is the open_clip pretrained tag the checkpoint was trained as: its preprocessing (mean/std,
+    interpolation, resize mode) and QuickGELU are applied as open_clip applies them when it loads that tag,
+    and it is part of the name, so two checkpoints give two metric names. An architecture with published
+    tags needs one for a weights file (without it, open_clip would silently use OpenAI's preprocessing).
+    ``name`` is ``openclip:<model>[/<tag>]`` for a weights file (``label`` replaces ``<model>[/<tag>]``) and
+    ``openclip:<model>[/<tag>]:random<seed>`` for a random initialisation.
     """
 
     def __init__(
@@ -158,6 +205,7 @@ class OpenClipEncoder:
         model_name: str,
         pretrained: str | Path | None = None,
         *,
+        tag: str | None = None,
         device: str | torch.device = "cpu",
         allow_random: bool = False,
         seed: int = 0,
@@ -176,18 +224,39 @@ class OpenClipEncoder:
                 f"open_clip {model_name}: weights file {pretrained} not found; place the open_clip checkpoint "
                 "(e.g. open_clip_pytorch_model.bin or .safetensors) there; nothing is downloaded"
             )
+        published = open_clip.list_pretrained_tags_by_model(model_name)
+        if pretrained is not None and tag is None and published:
+            raise ValueError(
+                f"open_clip {model_name}: name the pretrained tag the checkpoint {pretrained} was trained as, "
+                f"e.g. openclip:{model_name}/{published[0]}@{pretrained}; its preprocessing and QuickGELU depend "
+                f"on it (known tags: {', '.join(published)})"
+            )
+        options: dict[str, Any] = {}
+        if tag is not None:
+            cfg = open_clip_pretrained_cfg(model_name, tag)
+            options = {"image_mean": cfg["mean"], "image_std": cfg["std"], "image_interpolation": cfg["interpolation"],
+                       "image_resize_mode": cfg["resize_mode"], "force_quick_gelu": cfg["quick_gelu"]}
         with torch.random.fork_rng(devices=[]):  # random init must not disturb the caller's RNG
             torch.manual_seed(seed)
             model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=None if pretrained is None else str(pretrained), device=device
+                model_name, pretrained=None if pretrained is None else str(pretrained), device=device, **options
             )
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
-        suffix = label or model_name
+        self.tag = tag
+        suffix = label or (model_name if tag is None else f"{model_name}/{tag}")
         self.name = f"openclip:{suffix}" if pretrained is not None else f"openclip:{suffix}:random{seed}"
+
+    @classmethod
+    def from_spec(cls, spec: str | OpenClipSpec, *, device: str | torch.device = "cpu", seed: int = 0,
+                  batch_size: int = 32) -> OpenClipEncoder:
+        """The encoder a study names, ``openclip:<model>[/<tag>]@<file | random>``."""
+        parsed = parse_open_clip_spec(spec) if isinstance(spec, str) else spec
+        return cls(parsed.model, None if parsed.random else parsed.weights, tag=parsed.tag, device=device,
+                   allow_random=parsed.random, seed=seed, batch_size=batch_size)
 
     @torch.inference_mode()
     def encode_images(self, frames: np.ndarray) -> torch.Tensor:

@@ -19,6 +19,8 @@ import numpy as np
 
 # Relative tolerance for "negative only by rounding"; values below -tol * scale mean a bug.
 _NEGATIVE_TOL = 1e-6
+# Relative eigenvalue tolerance for "PSD up to rounding" (float64 eigh of a d <= few-thousand covariance).
+_PSD_TOL = 1e-8
 
 
 class FeatureError(ValueError):
@@ -68,25 +70,32 @@ def _check_stats(mu: Any, sigma: Any, label: str) -> tuple[np.ndarray, np.ndarra
         )
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise FeatureError(f"{label}: mean or covariance holds NaN/Inf")
-    return mu, (sigma + sigma.T) / 2.0
+    sigma = (sigma + sigma.T) / 2.0
+    check_psd(sigma, label)
+    return mu, sigma
+
+
+def check_psd(sigma: np.ndarray, label: str = "covariance") -> None:
+    """Refuse a symmetric matrix with an eigenvalue clearly below zero: no feature set has that covariance."""
+    eig = np.linalg.eigvalsh(sigma)
+    scale = max(float(np.abs(eig).max()), 1e-300)
+    if eig[0] < -_PSD_TOL * scale:
+        raise FeatureError(
+            f"{label}: covariance is indefinite (smallest eigenvalue {eig[0]:.3e}, largest {eig[-1]:.3e}); "
+            "it is not the covariance of any feature set: recompute the statistics from the features"
+        )
 
 
 def frechet_distance_from_stats(mu1: Any, s1: Any, mu2: Any, s2: Any) -> float:
-    """Fréchet distance between N(mu1, s1) and N(mu2, s2); float64, never negative."""
+    """Fréchet distance between N(mu1, s1) and N(mu2, s2); float64, never negative.
+
+    Covariances that are indefinite beyond rounding are refused (FeatureError), not clipped.
+    """
     mu1, s1 = _check_stats(mu1, s1, "first set")
     mu2, s2 = _check_stats(mu2, s2, "second set")
     if mu1.shape != mu2.shape:
         raise FeatureError(f"feature dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]}")
-    diff = mu1 - mu2
-    mean_term = float(diff @ diff)
-    traces = float(np.trace(s1) + np.trace(s2))
-    fd = mean_term + traces - 2.0 * trace_sqrt_product(s1, s2)
-    scale = mean_term + traces
-    if fd < -_NEGATIVE_TOL * max(scale, 1e-12):
-        raise ArithmeticError(
-            f"Fréchet distance came out clearly negative ({fd:.3e} at scale {scale:.3e}): a numerical bug"
-        )
-    return max(fd, 0.0)
+    return _fd_unchecked(mu1, s1, mu2, s2)
 
 
 class FeatureStats:
@@ -135,12 +144,17 @@ class FeatureStats:
     @property
     def cov(self) -> np.ndarray:
         """Unbiased covariance (ddof=1)."""
+        return self.covariance(1)
+
+    def covariance(self, ddof: int = 1) -> np.ndarray:
+        """Scatter / (n - ddof): ddof=1 unbiased (VideoGPT, pytorch-fid), ddof=0 as StyleGAN-V."""
+        ddof = check_ddof(ddof)
         if self.n < 2:
             raise FeatureError(f"need at least 2 feature rows for a covariance, have {self.n}")
-        return self._scatter / (self.n - 1)
+        return self._scatter / (self.n - ddof)
 
-    def frechet_distance(self, other: FeatureStats) -> float:
-        return frechet_distance_from_stats(self.mean, self.cov, other.mean, other.cov)
+    def frechet_distance(self, other: FeatureStats, ddof: int = 1) -> float:
+        return frechet_distance_from_stats(self.mean, self.covariance(ddof), other.mean, other.covariance(ddof))
 
     def save(self, path: str | Path) -> Path:
         """Write ``n``, mean, scatter and the metadata (as JSON) to an ``.npz``; returns the path."""
@@ -174,39 +188,62 @@ class FeatureStats:
         return stats
 
 
-def frechet_distance(a: Any, b: Any) -> float:
+def check_ddof(ddof: int) -> int:
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 (divide the scatter by N) or 1 (by N - 1), got {ddof!r}")
+    return int(ddof)
+
+
+def covariance(x: np.ndarray, ddof: int = 1) -> np.ndarray:
+    """Covariance of the rows of ``x`` with divisor N - ddof."""
+    return np.cov(x, rowvar=False, ddof=check_ddof(ddof))
+
+
+def frechet_distance(a: Any, b: Any, ddof: int = 1) -> float:
     """Fréchet distance between two feature sets, (N, d) and (M, d), numpy or torch."""
     fa = as_features(a, "first feature set")
     fb = as_features(b, "second feature set")
     if fa.shape[1] != fb.shape[1]:
         raise FeatureError(f"feature dimensions differ: {fa.shape[1]} vs {fb.shape[1]}")
-    return frechet_distance_from_stats(
-        fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False)
-    )
+    return frechet_distance_from_stats(fa.mean(0), covariance(fa, ddof), fb.mean(0), covariance(fb, ddof))
 
 
-def frechet_distance_samples_to_stats(a: Any, mu_b: np.ndarray, s_b: np.ndarray) -> float:
+def frechet_distance_samples_to_stats(a: Any, mu_b: np.ndarray, s_b: np.ndarray, ddof: int = 1) -> float:
     """Fréchet distance between the samples ``a`` (n, d) and N(mu_b, s_b); exact, and cheap when n <= d.
 
-    With Xc the centred samples, S_a = Xcᵀ Xc / (n-1), so S_b^(1/2) S_a S_b^(1/2) = MᵀM / (n-1) with
-    M = Xc S_b^(1/2): its non-zero eigenvalues are those of the n x n matrix Xc S_b Xcᵀ / (n-1). That costs
-    O(n² d) instead of the O(d³) eigen-decomposition of the dense path (bootstrap resamples of small sets).
+    With Xc the centred samples, S_a = Xcᵀ Xc / (n - ddof), so S_b^(1/2) S_a S_b^(1/2) = MᵀM / (n - ddof)
+    with M = Xc S_b^(1/2): its non-zero eigenvalues are those of the n x n matrix Xc S_b Xcᵀ / (n - ddof).
+    That costs O(n² d) instead of the O(d³) eigen-decomposition of the dense path.
     """
     fa = as_features(a, "feature set")
     mu_b, s_b = _check_stats(mu_b, s_b, "reference statistics")
+    return _samples_to_stats(fa, mu_b, s_b, check_ddof(ddof))
+
+
+def _samples_to_stats(fa: np.ndarray, mu_b: np.ndarray, s_b: np.ndarray, ddof: int) -> float:
     n, d = fa.shape
     if n > d:
-        return frechet_distance_from_stats(fa.mean(0), np.cov(fa, rowvar=False), mu_b, s_b)
+        return _fd_unchecked(fa.mean(0), covariance(fa, ddof), mu_b, s_b)
     mu_a = fa.mean(0)
     xc = fa - mu_a
-    m = xc @ s_b @ xc.T / (n - 1)
+    m = xc @ s_b @ xc.T / (n - ddof)
     trace_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2.0), 0.0, None)).sum())
     diff = mu_a - mu_b
     mean_term = float(diff @ diff)
-    traces = float((xc * xc).sum() / (n - 1) + np.trace(s_b))
-    fd = mean_term + traces - 2.0 * trace_sqrt
-    if fd < -_NEGATIVE_TOL * max(mean_term + traces, 1e-12):
-        raise ArithmeticError(f"Fréchet distance came out clearly negative ({fd:.3e}): a numerical bug")
+    traces = float((xc * xc).sum() / (n - ddof) + np.trace(s_b))
+    return _non_negative(mean_term + traces - 2.0 * trace_sqrt, mean_term + traces)
+
+
+def _fd_unchecked(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    diff = mu1 - mu2
+    mean_term = float(diff @ diff)
+    traces = float(np.trace(s1) + np.trace(s2))
+    return _non_negative(mean_term + traces - 2.0 * trace_sqrt_product(s1, s2), mean_term + traces)
+
+
+def _non_negative(fd: float, scale: float) -> float:
+    if fd < -_NEGATIVE_TOL * max(scale, 1e-12):
+        raise ArithmeticError(f"Fréchet distance came out clearly negative ({fd:.3e} at scale {scale:.3e}): a numerical bug")
     return max(fd, 0.0)
 
 
@@ -215,35 +252,124 @@ def is_reliable(n: int, dim: int) -> bool:
     return int(n) > int(dim)
 
 
+# Bootstrap resamples are processed in stacks of at most this many d x d float64 entries (~32 MiB).
+_STACK_ENTRIES = 1 << 22
+
+
+def _resampled_stats(
+    x: np.ndarray, rng: np.random.Generator, count: int, ddof: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(count, d) means and (count, d, d) covariances of ``count`` row resamples of ``x``."""
+    n = x.shape[0]
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=count).astype(np.float64)
+    means = weights @ x / n
+    centred = x[None, :, :] - means[:, None, :]
+    covs = np.einsum("bn,bni,bnj->bij", weights, centred, centred, optimize=True) / (n - ddof)
+    return means, covs
+
+
+def _parametric_stats(
+    stats: FeatureStats, rng: np.random.Generator, count: int, ddof: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` redraws of a reference's (mean, covariance) from its Gaussian fit.
+
+    Only the statistics are stored, so the reference is resampled parametrically: the mean from
+    N(mu, S/n) and the scatter from Wishart(S, n - 1), by the Bartlett decomposition (n - 1 >= d) or as
+    Zᵀ Z of n - 1 Gaussian rows (n - 1 < d), both as R G Gᵀ Rᵀ with R = S^(1/2).
+    """
+    mu, n, d = stats.mean, stats.n, stats.dim
+    w, v = np.linalg.eigh(stats.covariance(ddof))
+    root = v * np.sqrt(np.clip(w, 0.0, None))
+    df = n - 1
+    if df >= d:
+        g = np.tril(rng.standard_normal((count, d, d)), -1)
+        g[:, np.arange(d), np.arange(d)] = np.sqrt(rng.chisquare(df - np.arange(d), size=(count, d)))
+    else:
+        g = rng.standard_normal((count, d, df))
+    rg = root @ g
+    means = mu + rng.standard_normal((count, d)) @ root.T / np.sqrt(n)
+    return means, rg @ rg.transpose(0, 2, 1) / (n - ddof)
+
+
+def _fd_stack(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Fréchet distances of stacked Gaussian pairs (B, d), (B, d, d); PSD by construction."""
+    w, v = np.linalg.eigh(s1)
+    b = v * np.sqrt(np.clip(w, 0.0, None))[:, None, :]
+    m = b.transpose(0, 2, 1) @ s2 @ b
+    eig = np.linalg.eigvalsh((m + m.transpose(0, 2, 1)) / 2.0)
+    trace_sqrt = np.sqrt(np.clip(eig, 0.0, None)).sum(axis=1)
+    diff = mu1 - mu2
+    traces = np.trace(s1, axis1=1, axis2=2) + np.trace(s2, axis1=1, axis2=2)
+    return np.maximum((diff * diff).sum(axis=1) + traces - 2.0 * trace_sqrt, 0.0)
+
+
+def bootstrap_values(
+    a: Any, b: Any | FeatureStats, n_boot: int = 200, seed: int = 0, ddof: int = 1
+) -> tuple[float, np.ndarray]:
+    """(estimate, n_boot resampled Fréchet distances): rows of ``a`` and ``b`` resampled.
+
+    ``b`` may be reference statistics (a FeatureStats): its features are gone, so its mean and scatter are
+    redrawn from their Gaussian sampling distributions (see ``_parametric_stats``).
+    """
+    if n_boot < 2:
+        raise ValueError(f"need n_boot >= 2, got {n_boot}")
+    ddof = check_ddof(ddof)
+    fa = as_features(a, "first feature set")
+    if isinstance(b, FeatureStats):
+        if b.n < 2:
+            raise FeatureError(f"reference statistics: need n >= 2 features, have {b.n}")
+        mu_b, s_b = b.mean, b.covariance(ddof)
+    else:
+        fb = as_features(b, "second feature set")
+        mu_b, s_b = fb.mean(0), covariance(fb, ddof)
+    n, d = fa.shape
+    if d != mu_b.shape[0]:
+        raise FeatureError(f"feature dimensions differ: {d} vs {mu_b.shape[0]}")
+    estimate = _samples_to_stats(fa, mu_b, s_b, ddof)
+    rng = np.random.default_rng(seed)
+    stack = max(1, _STACK_ENTRIES // (d * max(d, n)))
+    values = []
+    for start in range(0, n_boot, stack):
+        count = min(stack, n_boot - start)
+        if isinstance(b, FeatureStats):
+            ref_means, ref_covs = _parametric_stats(b, rng, count, ddof)
+        else:
+            ref_means, ref_covs = _resampled_stats(fb, rng, count, ddof)
+        if n > d:
+            values.append(_fd_stack(*_resampled_stats(fa, rng, count, ddof), ref_means, ref_covs))
+        else:  # rank-deficient generated set: the n x n form of each resample (frechet_distance_samples_to_stats)
+            rows = [fa[rng.integers(0, n, n)] for _ in range(count)]
+            values.append(np.array([_samples_to_stats(r, m, c, ddof) for r, m, c in zip(rows, ref_means, ref_covs, strict=True)]))
+    return estimate, np.concatenate(values)
+
+
 def frechet_bootstrap(
     a: Any,
     b: Any | FeatureStats,
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    ddof: int = 1,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the Fréchet distance, resampling the rows of each set.
+    """Bias-corrected bootstrap interval (low, high) of the Fréchet distance, resampling both sets.
 
-    ``b`` may be fixed reference statistics (a FeatureStats); then only ``a`` is resampled.
+    The sample FD is biased upwards (by about the traces of the sampling covariances over N), and a
+    resample's FD is biased upwards from the estimate in the same way, so a plain percentile interval sits
+    above the estimate and can miss it (and the truth) entirely. Here the resampled values are moved down
+    by twice their mean excess over the estimate, i.e. the percentile interval is re-centred on the
+    bias-corrected estimate; then widened to hold the estimate itself and clipped at 0. Its coverage of the
+    true FD on known Gaussians (d = 2, 5; N = 60-200) is 93-98 % at level 0.95 (tests/test_frechet.py).
+    ``b`` may be reference statistics (a FeatureStats), resampled parametrically (``bootstrap_values``).
     """
-    if n_boot < 2 or not 0.0 < level < 1.0:
-        raise ValueError(f"need n_boot >= 2 and 0 < level < 1, got n_boot={n_boot}, level={level}")
-    fa = as_features(a, "first feature set")
-    fixed = b if isinstance(b, FeatureStats) else None
-    fb = None if fixed is not None else as_features(b, "second feature set")
-    dim_b = fixed.dim if fixed is not None else fb.shape[1]
-    if fa.shape[1] != dim_b:
-        raise FeatureError(f"feature dimensions differ: {fa.shape[1]} vs {dim_b}")
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    if fixed is not None:
-        mu_b, s_b = fixed.mean, fixed.cov
-    for i in range(n_boot):
-        ra = fa[rng.integers(0, fa.shape[0], fa.shape[0])]
-        if fb is not None:
-            rb = fb[rng.integers(0, fb.shape[0], fb.shape[0])]
-            mu_b, s_b = rb.mean(0), np.cov(rb, rowvar=False)
-        values[i] = frechet_distance_samples_to_stats(ra, mu_b, s_b)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"need 0 < level < 1, got level={level}")
+    estimate, values = bootstrap_values(a, b, n_boot=n_boot, seed=seed, ddof=ddof)
+    return bias_corrected_interval(estimate, values, level)
+
+
+def bias_corrected_interval(estimate: float, values: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of ``values - 2 (mean(values) - estimate)``, widened to hold ``estimate``, >= 0."""
     alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    shift = 2.0 * (float(np.mean(values)) - estimate)
+    q_lo, q_hi = np.quantile(values, [alpha, 1.0 - alpha]) - shift
+    return float(max(0.0, min(q_lo, estimate))), float(max(q_hi, estimate))

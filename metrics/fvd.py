@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from metrics.frechet import (
     FeatureStats,
     as_features,
+    covariance,
     frechet_bootstrap,
     frechet_distance_from_stats,
     is_reliable,
@@ -58,6 +60,11 @@ WEIGHT_SOURCES: dict[str, tuple[str, str]] = {
     ),
 }
 _RANGE_TOKENS = {"[-1,1]": None, "[0,1]": "range0to1"}
+#: Covariance divisor N - ddof of each protocol's reference code: VideoGPT/TATS use the unbiased
+#: estimate, StyleGAN-V's FeatureStats.get_mean_cov divides the scatter by N.
+PROTOCOL_DDOF: dict[str, int] = {"videogpt": 1, "styleganv": 0}
+#: StyleGAN-V's fvd2048_16f: the set size papers report FVD at.
+STANDARD_N_MIN = 2048
 _TORCHSCRIPT_KWARGS = {"rescale": False, "resize": False, "return_features": True}
 
 
@@ -77,16 +84,36 @@ class I3DWeightsError(ValueError):
 class FVDProtocol:
     """Everything that changes an FVD number (besides N, which is its own column).
 
-    ``n_min``: fewest videos per set for a row to be flagged reliable (besides N > 400, the
-    full-rank floor); 2048 is the StyleGAN-V convention for comparing with papers.
+    A clip is ``frames`` frames taken every ``stride`` frames of the video as given, from its first
+    frame: stride 1 (consecutive frames at the source rate) is the VideoGPT/StyleGAN-V protocol, so
+    videos should be handed over at their source rate. The covariance divisor follows the weights'
+    reference code (:data:`PROTOCOL_DDOF`).
+
+    "Reliable" means the number can be compared with another of the same name: both sets hold at least
+    ``n_min`` videos (and more than 400, below which the covariance is singular). FD is biased upwards
+    by about Tr(S1)/N1 + Tr(S2)/N2, so two FVDs of different N differ even for the same model; at
+    N = 401 the estimate for a known Gaussian pair in 400-d is about twice the true value (issue 12),
+    at 2048, the StyleGAN-V convention (fvd2048_16f) papers report, the bias is small against model
+    differences. ``n_min`` never changes the number, only the flag.
     """
 
-    weights: Weights = "videogpt"
-    frames: int = 16
-    resolution: int = 224
-    resize: ResizePolicy = "squash"
-    value_range: ValueRange = "[-1,1]"
-    n_min: int = I3D_DIM + 1
+    weights: Weights = "videogpt"  # which public I3D file (and its reference code's ddof)
+    frames: int = 16  # clip length in frames fed to the I3D
+    resolution: int = 224  # square input size of the I3D
+    resize: ResizePolicy = "squash"  # how a non-square frame becomes square
+    value_range: ValueRange = "[-1,1]"  # pixel range fed to the network
+    stride: int = 1  # take every stride-th frame (1: consecutive frames at the source rate)
+    n_min: int = STANDARD_N_MIN  # fewest videos per set for a reliable row
+
+    @property
+    def ddof(self) -> int:
+        """Covariance divisor N - ddof of the weights' reference implementation."""
+        return PROTOCOL_DDOF[self.weights]
+
+    @property
+    def span(self) -> int:
+        """Source frames a clip covers: (frames - 1) * stride + 1."""
+        return (self.frames - 1) * self.stride + 1
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_SOURCES:
@@ -98,20 +125,22 @@ class FVDProtocol:
         # I3D halves time three times and space five times; below these it has nothing to pool.
         if self.frames < 8 or self.resolution < 32:
             raise ValueError(f"FVD needs frames >= 8 and resolution >= 32, got {self.frames}, {self.resolution}")
+        if int(self.stride) < 1 or int(self.n_min) < 2:
+            raise ValueError(f"FVD needs stride >= 1 and n_min >= 2, got stride={self.stride}, n_min={self.n_min}")
 
     def name_for(self, extractor: str) -> str:
-        """``fvd[<extractor>,<frames>f,<resolution>,<resize>(,<range>)]``; the [-1,1] range is implicit."""
+        """``fvd[<extractor>,<frames>f,stride<k>,<resolution>,<resize>(,<range>)]``; [-1,1] is implicit."""
         return self.spec_for(extractor).name
 
     def spec_for(self, extractor: str) -> MetricSpec:
-        params: list[object] = [extractor, f"{self.frames}f", self.resolution, self.resize]
+        params: list[object] = [extractor, f"{self.frames}f", f"stride{self.stride}", self.resolution, self.resize]
         if _RANGE_TOKENS[self.value_range]:
             params.append(_RANGE_TOKENS[self.value_range])
         return frechet_spec("fvd", *params, description="Fréchet video distance of I3D Kinetics-400 logits")
 
     @property
     def metric_name(self) -> str:
-        """The name with the protocol's real weights, e.g. ``fvd[i3d-videogpt,16f,224,squash]``."""
+        """The name with the protocol's real weights, e.g. ``fvd[i3d-videogpt,16f,stride1,224,squash]``."""
         return self.name_for(f"i3d-{self.weights}")
 
 
@@ -171,23 +200,27 @@ def resize_frames(x: torch.Tensor, resolution: int, policy: ResizePolicy) -> tor
     """Bilinear (no antialias, as TF ``resize_bilinear``) resize of (N, C, H, W) to a square.
 
     ``squash`` resizes straight to ``resolution`` (TF reference, TATS); ``short_side_crop`` scales the
-    shorter side to ``resolution`` and centre-crops (VideoGPT, StyleGAN-V ports). Equal on square input.
+    shorter side to ``resolution``, the longer to the ceiling of its scaled length (VideoGPT's
+    ``preprocess_single``), and centre-crops. Equal on square input.
     """
     h, w = x.shape[-2:]
-    if policy == "squash":
-        size = (resolution, resolution)
-    else:
-        scale = resolution / min(h, w)
-        size = (max(resolution, round(h * scale)), max(resolution, round(w * scale)))
+    size = (resolution, resolution) if policy == "squash" else short_side_size(h, w, resolution)
     if (h, w) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
     top, left = (x.shape[-2] - resolution) // 2, (x.shape[-1] - resolution) // 2
     return x[..., top : top + resolution, left : left + resolution]
 
 
+def short_side_size(h: int, w: int, resolution: int) -> tuple[int, int]:
+    """(H', W') with the shorter side at ``resolution`` and the longer at the ceiling of its scaled length."""
+    if h < w:
+        return resolution, math.ceil(w * resolution / h)
+    return math.ceil(h * resolution / w), resolution
+
+
 def preprocess_videos(videos: Sequence[np.ndarray] | np.ndarray, protocol: FVDProtocol) -> torch.Tensor:
     """uint8 (N, F, H, W, 3) -> float32 (N, 3, frames, R, R) in the protocol's value range."""
-    clips = np.stack([np.asarray(v)[: protocol.frames] for v in videos])
+    clips = np.stack([np.asarray(v)[: protocol.span : protocol.stride] for v in videos])
     n, t, h, w, _ = clips.shape
     x = torch.from_numpy(clips).reshape(n * t, h, w, 3).permute(0, 3, 1, 2).float()
     x = resize_frames(x, protocol.resolution, protocol.resize)
@@ -273,8 +306,8 @@ class I3DFeatureExtractor:
                    device=device, batch_size=batch_size)
 
     def features(self, videos: Sequence[np.ndarray] | np.ndarray, label: str = "video set") -> np.ndarray:
-        """(N, 400) float64 logits of uint8 (F, H, W, 3) videos (the first ``protocol.frames`` frames)."""
-        check_video_set(videos, self.protocol.frames, label)
+        """(N, 400) float64 logits of uint8 (F, H, W, 3) videos (``protocol.frames`` frames, every ``stride``)."""
+        check_video_set(videos, self.protocol.span, label)
         out = []
         with torch.no_grad():
             for start in range(0, len(videos), self.batch_size):
@@ -325,6 +358,11 @@ class FVDScorer:
     dim = I3D_DIM
     version = FRECHET_VERSION
 
+    @property
+    def ddof(self) -> int:
+        """Covariance divisor of the protocol, for callers that compute the distance themselves."""
+        return self.protocol.ddof
+
     def __init__(self, extractor: I3DFeatureExtractor, protocol: FVDProtocol) -> None:
         if extractor.protocol != protocol:
             raise ValueError(f"extractor protocol {extractor.protocol} differs from the scorer's {protocol}")
@@ -356,8 +394,11 @@ class FVDScorer:
     ) -> FeatureStats:
         """Statistics of a reference set, read from ``cache_dir`` when computed before.
 
-        ``source`` is either the reference videos or their (N, 400) features; ``key_parts`` identify
-        the set (dataset, video ids, clip sampling, ...): a different identity is a different file.
+        ``source`` is the reference videos, their (N, 400) features, or an iterable of batches of
+        either (e.g. a generator reading clips from disk): batches are folded into running float64
+        statistics one at a time (:meth:`accumulate`), so memory does not grow with the number of
+        clips. ``key_parts`` identify the set (dataset, video ids, clip sampling, ...): a different
+        identity is a different file. A cached file is returned without touching ``source``.
         """
         key = self.cache_key(key_parts)
         path = Path(cache_dir) / f"fvd-ref-{key}.npz"
@@ -366,10 +407,10 @@ class FVDScorer:
             if stats.meta.get("cache_key") != key or stats.dim != self.dim:
                 raise ValueError(f"{path}: cached statistics belong to another set or protocol; delete the file")
             return stats
-        feats = _as_feature_source(source, self)
         meta = {"cache_key": key, "metric": self.name, "protocol": asdict(self.protocol),
                 "weights": self.extractor.weights_id, "set": key_parts}
-        stats = FeatureStats.from_features(feats, json.loads(json.dumps(meta, default=str)))
+        batches = [source] if isinstance(source, (np.ndarray, torch.Tensor, Sequence)) else source
+        stats = self.accumulate(batches, json.loads(json.dumps(meta, default=str)))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Unique temporary name, then one rename: concurrent writers never expose a partial file.
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}.npz")
@@ -378,6 +419,17 @@ class FVDScorer:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        return stats
+
+    def accumulate(
+        self, batches: Iterable[Any], meta: Mapping[str, Any] | None = None, label: str = "reference set"
+    ) -> FeatureStats:
+        """Running statistics of an iterable of batches (videos or (n, 400) features), one batch in memory."""
+        stats = FeatureStats(self.dim, meta)
+        for i, batch in enumerate(batches):
+            stats.update(_as_feature_source(batch, self, f"{label}, batch {i}"))
+        if stats.n < 2:
+            raise VideoSetError(f"{label}: need at least 2 videos for reference statistics, got {stats.n}")
         return stats
 
     def score(
@@ -389,7 +441,10 @@ class FVDScorer:
         seed: int = 0,
         level: float = 0.95,
     ) -> dict[str, Any]:
-        """One set-level score row; the bootstrap interval resamples the generated videos only."""
+        """One set-level score row; the basic bootstrap interval resamples both sets (metrics.frechet).
+
+        ``reliable`` is True only when both sets hold at least ``protocol.n_min`` (and more than 400) videos.
+        """
         gen = self.features(gen_videos, "generated set")
         if gen.shape[0] < 2:
             raise VideoSetError(f"generated set: FVD needs at least 2 videos, got {gen.shape[0]}")
@@ -397,8 +452,9 @@ class FVDScorer:
             _as_feature_source(reference, self, "reference set"))
         if ref.dim != self.dim or ref.n < 2:
             raise VideoSetError(f"reference statistics: need dim {self.dim} and n >= 2, got {ref.dim}, {ref.n}")
-        value = frechet_distance_from_stats(gen.mean(0), np.cov(gen, rowvar=False), ref.mean, ref.cov)
-        low, high = frechet_bootstrap(gen, ref, n_boot=n_boot, seed=seed, level=level)
+        ddof = self.protocol.ddof
+        value = frechet_distance_from_stats(gen.mean(0), covariance(gen, ddof), ref.mean, ref.covariance(ddof))
+        low, high = frechet_bootstrap(gen, ref, n_boot=n_boot, seed=seed, level=level, ddof=ddof)
         n = gen.shape[0]
         reliable = is_reliable(min(n, ref.n), self.dim) and min(n, ref.n) >= self.protocol.n_min
         extra = {"ci_low": low, "ci_high": high, "n_boot": n_boot, "level": level, "seed": seed,

@@ -230,3 +230,92 @@ def test_backend_encoder_on_the_tiny_backend():
     torch.testing.assert_close(
         enc.encode_text(["a red ball"]), torch.nn.functional.normalize(pooled.float(), dim=1)
     )
+
+
+# ------------------------------------------------------------------------------ open_clip specs and tags
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("openclip:ViT-L-14/laion2b_s32b_b82k@/w/open_clip.bin", ("ViT-L-14", "laion2b_s32b_b82k", "/w/open_clip.bin")),
+    ("openclip:tiny-vit@random", ("tiny-vit", None, "random")),
+    ("openclip:ViT-B-32/openai@C:/w@x.bin", ("ViT-B-32", "openai", "C:/w@x.bin")),
+])
+def test_encoder_specs_parse_into_model_tag_and_weights(spec, expected):
+    from metrics.clip import parse_open_clip_spec
+
+    parsed = parse_open_clip_spec(spec)
+    assert (parsed.model, parsed.tag, parsed.weights) == expected
+    assert parsed.random == (expected[2] == "random")
+
+
+@pytest.mark.parametrize("spec", ["ViT-L-14@w.bin", "openclip:ViT-L-14", "openclip:@w.bin", "openclip:ViT-L-14/@w.bin",
+                                  "openclip:ViT-L-14/a/b@w.bin", "openclip:ViT-L-14/laion@"])
+def test_malformed_encoder_specs_are_refused_with_the_form(spec):
+    from metrics.clip import parse_open_clip_spec
+
+    with pytest.raises(ValueError, match=r"openclip:<model>\[/<pretrained tag>\]@"):
+        parse_open_clip_spec(spec)
+
+
+def test_a_tags_preprocessing_and_activation_come_from_open_clips_table():
+    from metrics.clip import open_clip_pretrained_cfg
+
+    laion = open_clip_pretrained_cfg("ViT-L-14", "laion2b_s32b_b82k")
+    assert laion["mean"] == laion["std"] == (0.5, 0.5, 0.5) and laion["quick_gelu"] is False
+    openai = open_clip_pretrained_cfg("ViT-L-14", "openai")
+    assert openai["quick_gelu"] is True and openai["mean"] == (0.48145466, 0.4578275, 0.40821073)
+    assert (openai["interpolation"], openai["resize_mode"]) == ("bicubic", "shortest")
+    with pytest.raises(ValueError, match="unknown pretrained tag 'laion9'.*known tags: .*laion2b_s32b_b82k"):
+        open_clip_pretrained_cfg("ViT-L-14", "laion9")
+
+
+def test_a_checkpoint_of_a_published_architecture_needs_its_tag(tmp_path):
+    path = tmp_path / "open_clip_pytorch_model.bin"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"name the pretrained tag.*openclip:ViT-L-14/openai@"):
+        OpenClipEncoder("ViT-L-14", pretrained=path)
+
+
+@pytest.fixture(scope="module")
+def vit_b32_openai(tmp_path_factory):
+    """open_clip's own ViT-B-32-quickgelu/openai, its download replaced by a random checkpoint file."""
+    import open_clip
+
+    path = tmp_path_factory.mktemp("openclip") / "vit-b-32-openai.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = open_clip.create_model("ViT-B-32-quickgelu")
+    torch.save(model.state_dict(), path)
+    del model
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(open_clip.factory, "download_pretrained", lambda cfg, cache_dir=None: str(path))
+        reference, _, transform = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained="openai")
+    return path, reference.eval(), transform
+
+
+def test_a_tagged_checkpoint_is_preprocessed_and_activated_as_open_clip_loads_that_tag(vit_b32_openai):
+    from PIL import Image
+
+    path, reference, transform = vit_b32_openai
+    ours = OpenClipEncoder.from_spec(f"openclip:ViT-B-32/openai@{path}")
+    assert ours.name == "openclip:ViT-B-32/openai"
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(96, 160), (240, 200)]]
+    for frame in frames:  # mean/std, bicubic, shortest-side resize and centre crop, on two aspect ratios
+        assert torch.equal(ours.preprocess(Image.fromarray(frame)), transform(Image.fromarray(frame)))
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(
+            reference.encode_image(torch.stack([transform(Image.fromarray(f)) for f in frames])), dim=1)
+    # equal outputs need QuickGELU: the same weights with plain GELU differ
+    torch.testing.assert_close(torch.cat([ours.encode_images(f[None]) for f in frames]), expected, rtol=0, atol=1e-5)
+
+
+def test_two_tags_of_one_checkpoint_get_two_names_and_their_own_activation(vit_b32_openai):
+    path = vit_b32_openai[0]
+    openai = OpenClipEncoder.from_spec(f"openclip:ViT-B-32/openai@{path}")
+    laion = OpenClipEncoder.from_spec(f"openclip:ViT-B-32/laion2b_s34b_b79k@{path}")  # plain GELU, same weights
+    assert laion.name == "openclip:ViT-B-32/laion2b_s34b_b79k" != openai.name
+    frames = pan_video(n_frames=2, size=224)
+    assert not torch.allclose(laion.encode_images(frames), openai.encode_images(frames), atol=1e-4)
+    register_open_clip_config("tiny-vit")
+    assert OpenClipEncoder.from_spec("openclip:tiny-vit@random").name == "openclip:tiny-vit:random0"

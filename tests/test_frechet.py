@@ -8,6 +8,7 @@ from metrics.frechet import (
     FeatureError,
     FeatureStats,
     StatsFileError,
+    bootstrap_values,
     frechet_bootstrap,
     frechet_distance,
     frechet_distance_from_stats,
@@ -145,9 +146,15 @@ def test_dimension_mismatch_raises():
 
 
 def test_a_clearly_negative_result_is_reported_not_clamped():
-    # Not covariances (negative definite): the formula goes clearly negative and must not be hidden.
-    with pytest.raises(ArithmeticError, match="negative"):
+    # Negative-definite "covariances" are refused before the formula; a negative result can then come only
+    # from a numerical bug, which is raised rather than clamped.
+    with pytest.raises(FeatureError, match="indefinite"):
         frechet_distance_from_stats(np.zeros(3), -np.eye(3), np.zeros(3), -np.eye(3))
+    from metrics.frechet import _non_negative
+
+    with pytest.raises(ArithmeticError, match="negative"):
+        _non_negative(-1.0, 3.0)
+    assert _non_negative(-1e-9, 3.0) == 0.0
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
@@ -184,7 +191,7 @@ def test_stats_errors_name_the_file(tmp_path):
         _ = FeatureStats.from_features(np.ones((1, 4))).cov
 
 
-def test_bootstrap_interval_brackets_the_estimate_and_is_seeded():
+def test_bootstrap_interval_holds_the_estimate_and_is_seeded():
     rng = np.random.default_rng(12)
     a, b = rng.standard_normal((200, 4)), rng.standard_normal((200, 4)) + 0.3
     fd = frechet_distance(a, b)
@@ -192,8 +199,69 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_seeded():
     assert low < fd < high
     assert frechet_bootstrap(a, b, n_boot=100, seed=3) == (low, high)
     assert frechet_bootstrap(a, b, n_boot=100, seed=4) != (low, high)
+    # Reference statistics are resampled too (parametrically), so the interval is about as wide.
     fixed_low, fixed_high = frechet_bootstrap(a, FeatureStats.from_features(b), n_boot=100, seed=3)
-    assert fixed_low < fd < fixed_high and fixed_high - fixed_low < high - low  # one set fewer resampled
+    assert fixed_low < fd < fixed_high
+    assert 0.6 < (fixed_high - fixed_low) / (high - low) < 1.6
+
+
+def test_interval_holds_its_estimate_where_the_percentile_interval_missed_it():
+    # The regime of the issue: far fewer generated samples than dimensions against fixed statistics,
+    # where every resample's FD lies above the estimate.
+    rng = np.random.default_rng(5)
+    gen, ref = rng.standard_normal((30, 60)) + 0.2, FeatureStats.from_features(rng.standard_normal((500, 60)))
+    fd = frechet_distance_from_stats(gen.mean(0), np.cov(gen, rowvar=False), ref.mean, ref.cov)
+    estimate, values = bootstrap_values(gen, ref, n_boot=50, seed=0)
+    assert estimate == pytest.approx(fd, rel=1e-6) and (values > fd).all()  # a percentile interval misses it
+    low, high = frechet_bootstrap(gen, ref, n_boot=50, seed=0)
+    assert 0.0 <= low <= fd <= high
+
+
+@pytest.mark.parametrize("d, expected", [(2, (0.90, 0.98)), (5, (0.90, 0.98))])
+def test_interval_covers_the_true_distance_of_known_gaussians(d, expected):
+    rng = np.random.default_rng(d)
+    mu1, mu2 = np.zeros(d), np.full(d, 0.5)
+    s1, s2 = np.eye(d), np.diag(np.linspace(0.5, 2.0, d))
+    true = frechet_distance_from_stats(mu1, s1, mu2, s2)
+    reps, hits = 200, 0
+    for rep in range(reps):
+        a, b = rng.multivariate_normal(mu1, s1, 60), rng.multivariate_normal(mu2, s2, 60)
+        low, high = frechet_bootstrap(a, b, n_boot=200, seed=rep)
+        hits += low <= true <= high
+    assert expected[0] <= hits / reps <= expected[1]
+
+
+@pytest.mark.parametrize("n, d", [(50, 3), (4, 6)])
+def test_parametric_reference_draws_have_the_right_mean_and_spread(n, d):
+    from metrics.frechet import _parametric_stats
+
+    rng = np.random.default_rng(n)
+    stats = FeatureStats.from_features(rng.standard_normal((n, d)) @ random_spd(d, rng) + 3.0)
+    means, covs = _parametric_stats(stats, np.random.default_rng(0), 4000, ddof=1)
+    assert np.allclose(covs.mean(0), stats.cov, atol=0.1 * np.abs(stats.cov).max())  # E[W(S, n-1)] = (n-1) S
+    assert np.allclose(np.cov(means, rowvar=False), stats.cov / n, atol=0.1 * np.abs(stats.cov).max() / n)
+    assert np.linalg.matrix_rank(covs[0]) == min(d, n - 1)
+
+
+def test_indefinite_covariances_are_refused_with_the_set_named():
+    s = np.diag([1.0, 2.0, -0.5])
+    with pytest.raises(FeatureError, match=r"second set: covariance is indefinite.*recompute"):
+        frechet_distance_from_stats(np.zeros(3), np.eye(3), np.zeros(3), s)
+    nearly = np.eye(3) - 1e-12 * np.ones((3, 3))  # rounding-sized negative parts pass
+    assert frechet_distance_from_stats(np.zeros(3), np.eye(3), np.zeros(3), nearly) >= 0.0
+
+
+def test_ddof_is_the_covariance_divisor():
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal((20, 3)), rng.standard_normal((30, 3)) * 2
+    stats = FeatureStats.from_features(a)
+    assert np.allclose(stats.covariance(0), np.cov(a, rowvar=False, ddof=0))
+    assert np.allclose(stats.covariance(1), stats.cov)
+    by_n = frechet_distance_from_stats(a.mean(0), np.cov(a.T, ddof=0), b.mean(0), np.cov(b.T, ddof=0))
+    assert frechet_distance(a, b, ddof=0) == pytest.approx(by_n, rel=1e-12)
+    assert frechet_distance(a, b, ddof=0) != pytest.approx(frechet_distance(a, b), rel=1e-6)
+    with pytest.raises(ValueError, match="ddof must be 0"):
+        frechet_distance(a, b, ddof=2)
 
 
 def test_reliability_needs_more_samples_than_dimensions():

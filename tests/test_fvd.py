@@ -18,6 +18,7 @@ from metrics.fvd import (
     check_video_set,
     is_torchscript,
     preprocess_videos,
+    short_side_size,
 )
 from metrics.i3d import random_i3d, save_state_dict, save_styleganv_torchscript
 
@@ -49,9 +50,9 @@ def scorer(weight_files) -> FVDScorer:
 
 
 def test_default_metric_name_carries_the_protocol():
-    assert FVDProtocol().metric_name == "fvd[i3d-videogpt,16f,224,squash]"
+    assert FVDProtocol().metric_name == "fvd[i3d-videogpt,16f,stride1,224,squash]"
     assert FVDProtocol(weights="styleganv", resize="short_side_crop").metric_name == (
-        "fvd[i3d-styleganv,16f,224,short_side_crop]"
+        "fvd[i3d-styleganv,16f,stride1,224,short_side_crop]"
     )
 
 
@@ -64,6 +65,7 @@ def test_names_differ_when_any_parameter_differs():
         dataclasses.replace(base, resolution=128),
         dataclasses.replace(base, resize="short_side_crop"),
         dataclasses.replace(base, value_range="[0,1]"),
+        dataclasses.replace(base, stride=2),
     ]
     assert len({p.metric_name for p in variants}) == len(variants)
     # n_min only moves the reliable flag, never the number
@@ -71,7 +73,7 @@ def test_names_differ_when_any_parameter_differs():
 
 
 @pytest.mark.parametrize("field, value", [("weights", "tfhub"), ("resize", "pad"), ("value_range", "[0,255]"),
-                                          ("frames", 4), ("resolution", 16)])
+                                          ("frames", 4), ("resolution", 16), ("stride", 0), ("n_min", 1)])
 def test_invalid_protocol_fields_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         FVDProtocol(**{field: value})
@@ -102,6 +104,36 @@ def test_squash_equals_crop_on_square_frames_and_differs_otherwise():
     assert preprocess_videos(wide, crop).eq(-1).all()
     squashed = preprocess_videos(wide, TINY)
     assert squashed[..., :7].eq(1).all() and squashed[..., 9:].eq(-1).all()
+
+
+def test_short_side_takes_the_ceiling_like_videogpt():
+    assert short_side_size(21, 50, 32) == (32, 77)  # 50 * 32 / 21 = 76.2: VideoGPT's math.ceil, not round
+    assert short_side_size(50, 21, 32) == (77, 32)
+    assert short_side_size(30, 45, 32) == (32, 48)
+
+
+def test_stride_takes_every_kth_frame_and_needs_the_span():
+    strided = dataclasses.replace(TINY, stride=2)
+    assert strided.span == 15 and strided.metric_name == "fvd[i3d-videogpt,8f,stride2,32,squash]"
+    clip = videos(3, n=1, frames=16)
+    assert torch.equal(preprocess_videos(clip, strided), preprocess_videos(clip[:, ::2], TINY))
+    extractor = I3DFeatureExtractor.random(0, strided)
+    with pytest.raises(VideoSetError, match="has 12 frames, the protocol needs 15"):
+        extractor.features(videos(3, n=1, frames=12))
+
+
+def test_ddof_follows_the_weights_reference_code(weight_files):
+    assert TINY.ddof == 1 and TINY_SGV.ddof == 0
+    sgv = FVDScorer(I3DFeatureExtractor.from_file(weight_files["styleganv"], TINY_SGV), TINY_SGV)
+    gen, ref = videos(40), sgv.features(videos(41))
+    row = sgv.score(gen, ref, n_boot=2)
+    assert row["value"] == pytest.approx(frechet_distance(sgv.features(gen), ref, ddof=0), rel=1e-7)
+    assert row["value"] != pytest.approx(frechet_distance(sgv.features(gen), ref, ddof=1), rel=1e-3)
+
+
+def test_the_standard_protocol_is_reliable_from_2048_videos_and_n_min_never_changes_the_name():
+    assert FVDProtocol().n_min == 2048
+    assert dataclasses.replace(TINY, n_min=10).metric_name == TINY.metric_name
 
 
 def test_video_set_errors_name_the_video():
@@ -178,7 +210,7 @@ def test_fvd_of_a_set_with_itself_is_zero_and_other_sets_are_farther(scorer):
 def test_score_row_contents(scorer):
     gen, ref = videos(12), scorer.features(videos(13))
     row = scorer.score(gen, ref, n_boot=4, seed=3)
-    assert row["metric"] == "fvd[i3d-videogpt,8f,32,squash]" == scorer.name
+    assert row["metric"] == "fvd[i3d-videogpt,8f,stride1,32,squash]" == scorer.name
     assert row["level"] == "set" and row["higher_is_better"] is False and row["n"] == 3
     assert row["reliable"] is False  # 4 videos cannot fill a 400-d covariance
     extra = json.loads(row["extra"])
@@ -191,7 +223,7 @@ def test_score_row_contents(scorer):
 
 def test_random_extractor_is_named_as_random():
     extractor = I3DFeatureExtractor.random(seed=2, protocol=TINY)
-    assert FVDScorer(extractor, TINY).name == "fvd[i3d-random2,8f,32,squash]"
+    assert FVDScorer(extractor, TINY).name == "fvd[i3d-random2,8f,stride1,32,squash]"
     with pytest.raises(ValueError, match="differs"):
         FVDScorer(extractor, TINY_SGV)
 
@@ -218,6 +250,28 @@ def test_reference_stats_are_cached_by_protocol_weights_and_set(scorer, tmp_path
     assert len(keys) == 4
     row = scorer.score(videos(22, n=2), cached, n_boot=2)
     assert json.loads(row["extra"])["n_reference"] == 3
+
+
+def test_reference_stats_stream_batches_and_equal_the_in_memory_statistics(scorer, tmp_path):
+    ref = videos(50, n=6)
+    consumed = []
+
+    def batches():
+        for start in range(0, 6, 2):
+            consumed.append(start)
+            yield ref[start : start + 2]
+
+    streamed = scorer.reference_stats(batches(), tmp_path, {"set": "streamed"})
+    whole = FeatureStats.from_features(scorer.features(ref))
+    assert streamed.n == 6 and consumed == [0, 2, 4]
+    np.testing.assert_allclose(streamed.mean, whole.mean, rtol=1e-10)
+    np.testing.assert_allclose(streamed.cov, whole.cov, rtol=1e-8, atol=1e-12)
+    again = scorer.reference_stats(batches(), tmp_path, {"set": "streamed"})  # cached: the generator is not read
+    assert consumed == [0, 2, 4] and again.n == 6
+    with pytest.raises(VideoSetError, match="batch 0"):
+        scorer.accumulate([np.zeros((2, 7))])
+    with pytest.raises(VideoSetError, match="at least 2 videos"):
+        scorer.accumulate([])
 
 
 @pytest.mark.slow

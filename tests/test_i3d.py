@@ -159,3 +159,86 @@ def test_styleganv_torchscript_signature(model, tmp_path):
 def test_detector_wrapper_keeps_the_model_unchanged(model):
     detector = StyleGANVDetector(model)
     assert detector.model is model and detector.size == 224
+
+
+# ------------------------------------------------------- an independent functional reference (conformance)
+# Written from the public architecture (Carreira & Zisserman 2017, Fig. 3; the piergiaj/VideoGPT module
+# names), not from metrics.i3d: a plain function over a state dict. Branch widths per Inception block:
+# (b0 1x1, b1a 1x1, b1b 3x3, b2a 1x1, b2b 3x3, b3b 1x1 after a 3x3x3 max pool).
+REFERENCE_BLOCKS = [
+    ("Mixed_3b", (64, 96, 128, 16, 32, 32)), ("Mixed_3c", (128, 128, 192, 32, 96, 64)), "pool_4a",
+    ("Mixed_4b", (192, 96, 208, 16, 48, 64)), ("Mixed_4c", (160, 112, 224, 24, 64, 64)),
+    ("Mixed_4d", (128, 128, 256, 24, 64, 64)), ("Mixed_4e", (112, 144, 288, 32, 64, 64)),
+    ("Mixed_4f", (256, 160, 320, 32, 128, 128)), "pool_5a",
+    ("Mixed_5b", (256, 160, 320, 32, 128, 128)), ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
+]
+
+
+def same_pad(x, kernel, stride):
+    # TF "SAME": total padding max(k - s, 0) when the size divides by s, else max(k - size % s, 0); the odd
+    # unit goes after.
+    pads = []
+    for size, k, s in reversed(list(zip(x.shape[2:], kernel, stride, strict=True))):
+        total = max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+def reference_unit(state, name, x, kernel=(1, 1, 1), stride=(1, 1, 1), bn=True, relu=True):
+    w = state[f"{name}.conv3d.weight"]
+    assert tuple(w.shape[2:]) == kernel
+    x = F.conv3d(same_pad(x, kernel, stride), w, state.get(f"{name}.conv3d.bias"), stride)
+    if bn:
+        x = F.batch_norm(x, state[f"{name}.bn.running_mean"], state[f"{name}.bn.running_var"],
+                         state[f"{name}.bn.weight"], state[f"{name}.bn.bias"], training=False, eps=1e-5)
+    return F.relu(x) if relu else x
+
+
+def reference_pool(x, kernel, stride):
+    return F.max_pool3d(same_pad(x, kernel, stride), kernel, stride)
+
+
+def reference_block(state, name, x):
+    def unit(branch, y, k=(1, 1, 1)):
+        return reference_unit(state, f"{name}.{branch}", y, k)
+
+    return torch.cat([unit("b0", x), unit("b1b", unit("b1a", x), (3, 3, 3)), unit("b2b", unit("b2a", x), (3, 3, 3)),
+                      unit("b3b", reference_pool(x, (3, 3, 3), (1, 1, 1)))], dim=1)
+
+
+def reference_i3d(state, x):
+    x = reference_unit(state, "Conv3d_1a_7x7", x, (7, 7, 7), (2, 2, 2))
+    x = reference_pool(x, (1, 3, 3), (1, 2, 2))
+    x = reference_unit(state, "Conv3d_2c_3x3", reference_unit(state, "Conv3d_2b_1x1", x), (3, 3, 3))
+    x = reference_pool(x, (1, 3, 3), (1, 2, 2))
+    for block in REFERENCE_BLOCKS:
+        if block == "pool_4a":
+            x = reference_pool(x, (3, 3, 3), (2, 2, 2))
+        elif block == "pool_5a":
+            x = reference_pool(x, (2, 2, 2), (2, 2, 2))
+        else:
+            x = reference_block(state, block[0], x)
+    x = F.avg_pool3d(x, (2, 7, 7), stride=1)  # the (2, 7, 7) map of 16 frames at 224 px -> one position
+    logits = reference_unit(state, "logits", x, bn=False, relu=False)
+    return logits.squeeze(4).squeeze(3).mean(2)
+
+
+def reference_parameter_names():
+    units = ["Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3"]
+    units += [f"{b[0]}.{branch}" for b in REFERENCE_BLOCKS if b not in ("pool_4a", "pool_5a")
+              for branch in ("b0", "b1a", "b1b", "b2a", "b2b", "b3b")]
+    bn = ("bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked")
+    return {f"{u}.conv3d.weight" for u in units} | {f"{u}.{p}" for u in units for p in bn} | {
+        "logits.conv3d.weight", "logits.conv3d.bias"}
+
+
+def test_names_and_logits_equal_an_independent_reference_with_the_same_weights(model):
+    state = model.state_dict()
+    names = reference_parameter_names()
+    assert set(state) == names and len(names) == 344
+    clip = small_video(9, frames=16, size=224)
+    with torch.no_grad():
+        expected = reference_i3d(state, clip)
+        got = model(clip)
+    assert got.shape == expected.shape == (1, 400)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))

@@ -12,6 +12,7 @@ raised before any heavy import.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,13 @@ class DiffusersBackend:
 
     Seeds become CPU `torch.Generator`s, one per row, so a row's result does not depend on the rest of the
     batch nor on the device the models run on.
+
+    Memory knobs (spliter.backends.memory estimates their peak): ``dtype``; ``decode_batch_size`` images
+    denoised together by the UNet (twice that many rows with classifier-free guidance) and
+    ``movq_batch_size`` latents decoded together by the MoVQ, the larger working set at 512 px;
+    ``attention_slicing`` computes attention one head slice at a time (diffusers' sliced processors;
+    otherwise diffusers' default scaled-dot-product attention). ``prior_guidance``, when given, is the
+    prior's guidance scale whatever the caller passes to ``prior`` (the decoder's is ``decode``'s own).
     """
 
     def __init__(
@@ -50,20 +58,27 @@ class DiffusersBackend:
         dtype: torch.dtype,
         identity: dict[str, Any],
         frame_batch_size: int = 64,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 4,
+        movq_batch_size: int = 2,
+        attention_slicing: bool = False,
+        prior_guidance: float | None = None,
     ) -> None:
         if prior_pipe is None and decoder_pipe is None:
             raise ValueError(f"backend {name}: build at least one of the prior and decoder pipelines")
         self.name = name
         self.device = device
         self.dtype = dtype
-        self.frame_batch_size = frame_batch_size
-        self.decode_batch_size = decode_batch_size
+        self.frame_batch_size = _positive(frame_batch_size, "frame_batch_size")
+        self.decode_batch_size = _positive(decode_batch_size, "decode_batch_size")
+        self.movq_batch_size = _positive(movq_batch_size, "movq_batch_size")
+        self.prior_guidance = None if prior_guidance is None else float(prior_guidance)
         self._prior = prior_pipe
         self._decoder = decoder_pipe
         for pipe in (prior_pipe, decoder_pipe):
             if pipe is not None:
                 pipe.set_progress_bar_config(disable=True)
+                if attention_slicing:
+                    pipe.enable_attention_slicing()
         if prior_pipe is not None:
             self.dim = int(prior_pipe.prior.config.embedding_dim)
             self.text_tokens = int(prior_pipe.tokenizer.model_max_length)
@@ -72,6 +87,8 @@ class DiffusersBackend:
             self.text_tokens = 77
         self._identity = {"name": name, "dim": self.dim, "text_tokens": self.text_tokens, **identity}
         self._identity.update(dtype=str(dtype).removeprefix("torch."), device=device.type)
+        if self.prior_guidance is not None:
+            self._identity["prior_guidance"] = self.prior_guidance
 
     def identity(self) -> dict[str, Any]:
         """Name, weights, dtype and device type: enough to tell whether two stores are comparable."""
@@ -105,14 +122,17 @@ class DiffusersBackend:
     def prior(
         self, captions: Sequence[str], seeds: Sequence[int], steps: int, guidance: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prior_embed (B,D), negative (B,D)); negative is the prior pipeline's zero-image embedding."""
+        """(prior_embed (B,D), negative (B,D)); negative is the prior pipeline's zero-image embedding.
+
+        The guidance scale is ``prior_guidance`` when the backend was built with one, else ``guidance``.
+        """
         pipe = self._need_prior("prior")
         captions = _captions(captions)
         generators = _generators(seeds, len(captions))
         out = pipe(
             prompt=captions,
             num_inference_steps=_positive(steps, "steps"),
-            guidance_scale=float(guidance),
+            guidance_scale=float(guidance if self.prior_guidance is None else self.prior_guidance),
             generator=generators if len(generators) > 1 else generators[0],
             output_type="pt",
         )
@@ -146,7 +166,8 @@ class DiffusersBackend:
         guidance: float,
         size: int,
     ) -> np.ndarray:
-        """Image embeddings (N,D) -> uint8 images (N,size,size,3), decoded in chunks of decode_batch_size."""
+        """Image embeddings (N,D) -> uint8 images (N,size,size,3): UNet in chunks of decode_batch_size, then
+        MoVQ in chunks of movq_batch_size, post-processed exactly as KandinskyV22Pipeline's output_type="np"."""
         pipe = self._need_decoder("decode")
         embeds = _finite(torch.as_tensor(embeds, dtype=torch.float32), "image embeddings to decode")
         negative = torch.as_tensor(negative, dtype=torch.float32)
@@ -159,7 +180,7 @@ class DiffusersBackend:
         quantum = pipe.movq_scale_factor**2
         if size < quantum or size % quantum:
             raise ValueError(f"size must be a positive multiple of {quantum} for this decoder, got {size}")
-        images = []
+        latents = []
         for start in range(0, len(embeds), self.decode_batch_size):
             stop = start + self.decode_batch_size
             gens = generators[start:stop]
@@ -171,15 +192,23 @@ class DiffusersBackend:
                 num_inference_steps=_positive(steps, "steps"),
                 guidance_scale=float(guidance),
                 generator=gens if len(gens) > 1 else gens[0],
-                output_type="np",
+                output_type="latent",
             )
-            images.append(out.images)
-        if not images:
+            latents.append(out.images)
+        if not latents:
             return np.zeros((0, size, size, 3), dtype=np.uint8)
+        latent = torch.cat(latents)
+        images = []
+        for start in range(0, len(latent), self.movq_batch_size):
+            image = pipe.movq.decode(latent[start : start + self.movq_batch_size], force_not_quantize=True)["sample"]
+            images.append((image * 0.5 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy())
         pixels = np.concatenate(images)
         if not np.isfinite(pixels).all():
-            raise ValueError(f"backend {self.name}: the decoder produced non-finite pixels; try dtype=float32")
-        return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+            raise ValueError(
+                f"backend {self.name} ({str(self.dtype).removeprefix('torch.')}): the decoder produced non-finite "
+                "pixels; set backend.dtype: float32 in the study (the backend's dtype option)"
+            )
+        return np.round(pixels * 255.0).astype(np.uint8)
 
     # ------------------------------------------------------------------------------------------- helpers
 
@@ -219,7 +248,10 @@ def _cpu(tensor: torch.Tensor) -> torch.Tensor:
 
 def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
-        raise ValueError(f"{what} contains NaN or inf; check the inputs (or use dtype=float32 on this device)")
+        raise ValueError(
+            f"{what} contains NaN or inf; check the inputs, or set backend.dtype: float32 in the study "
+            "(the backend's dtype option) if the model runs in float16"
+        )
     return tensor
 
 
@@ -271,6 +303,160 @@ def missing_kandinsky_weights(
     return [problem for problem in problems if problem is not None]
 
 
+# Components each pipeline needs, and the pipeline class its model_index.json must name.
+PIPELINE_COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "prior": (
+        "KandinskyV22PriorPipeline",
+        ("prior", "image_encoder", "text_encoder", "tokenizer", "scheduler", "image_processor"),
+    ),
+    "decoder": ("KandinskyV22Pipeline", ("unet", "movq", "scheduler")),
+}
+_MODEL_COMPONENTS = ("prior", "image_encoder", "text_encoder", "unet", "movq")
+_CONFIG_FILES = {"scheduler": "scheduler_config.json", "image_processor": "preprocessor_config.json",
+                 "tokenizer": "tokenizer_config.json"}
+_WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".fp16.safetensors", ".fp16.bin")
+_SANE_MAX_LENGTH = 100_000  # transformers' "no limit" sentinel is ~1e30, which overflows in the tokenizer
+
+
+def resolve_folder(source: str | os.PathLike, cache_dir: str | None = None) -> Path | None:
+    """The local folder holding `source`'s model_index.json (a folder or a cached hub snapshot), else None."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    folder = Path(str(source)).expanduser()
+    if (folder / "model_index.json").is_file():
+        return folder
+    if not folder.exists() and _HUB_ID.match(str(source)):
+        found = try_to_load_from_cache(str(source), "model_index.json", cache_dir=cache_dir or constants.HF_HUB_CACHE)
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
+def check_kandinsky_folders(
+    prior: str | os.PathLike | None = PRIOR_HUB_ID,
+    decoder: str | os.PathLike | None = DECODER_HUB_ID,
+    cache_dir: str | None = None,
+) -> list[str]:
+    """One line per problem of the prior and decoder weight folders, each naming the folder and the fix.
+
+    Reads configs (no weights): model_index.json names the right pipeline (prior and decoder not swapped),
+    every component has its folder, config and weight files (a sharded index's shards included), the
+    tokenizer loads with a finite max length, and the prior's embedding size is the decoder's image-embedding
+    size (unet encoder_hid_dim) and the CLIP towers' projection size. None skips a side.
+    """
+    problems: list[str] = []
+    configs: dict[str, dict[str, dict[str, Any]]] = {}
+    for what, source in (("prior", prior), ("decoder", decoder)):
+        if source is None:
+            continue
+        hub_id = PRIOR_HUB_ID if what == "prior" else DECODER_HUB_ID
+        missing = weights_problem(source, what, hub_id, cache_dir)
+        folder = None if missing else resolve_folder(source, cache_dir)
+        if folder is None:
+            problems.append(missing or f"Kandinsky 2.2 {what} weights not found at {source}")
+            continue
+        found, configs[what] = _check_pipeline_folder(folder, what, hub_id)
+        problems += found
+    if "prior" in configs and "decoder" in configs:
+        problems += _check_sizes(configs["prior"], configs["decoder"], prior, decoder)
+    return problems
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_pipeline_folder(folder: Path, what: str, hub_id: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(problems, component -> config) of one diffusers pipeline folder."""
+    fix = f"re-download it (hf download {hub_id} --local-dir {folder})"
+    expected_class, components = PIPELINE_COMPONENTS[what]
+    index = _read_json(folder / "model_index.json")
+    if index is None:
+        return [f"Kandinsky 2.2 {what} folder {folder}: model_index.json is not valid JSON; {fix}"], {}
+    found_class = index.get("_class_name")
+    if found_class != expected_class:
+        other = next((w for w, (cls, _) in PIPELINE_COMPONENTS.items() if cls == found_class), None)
+        hint = (f"it is the {other} folder: swap backend.prior and backend.decoder" if other
+                else f"point backend.{what} at the {hub_id} folder")
+        return [f"Kandinsky 2.2 {what} folder {folder}: model_index.json names {found_class!r}, "
+                f"expected {expected_class!r}; {hint}"], {}
+    problems, configs = [], {}
+    for name in components:
+        sub = folder / name
+        where = f"Kandinsky 2.2 {what} folder {folder}: component {name!r}"
+        if name not in index or not sub.is_dir():
+            problems.append(f"{where} is missing ({sub} absent or not listed in model_index.json); {fix}")
+            continue
+        config_path = sub / _CONFIG_FILES.get(name, "config.json")
+        config = _read_json(config_path)
+        if config is None:
+            problems.append(f"{where}: {config_path.name} missing or not valid JSON; {fix}")
+            continue
+        configs[name] = config
+        if name in _MODEL_COMPONENTS:
+            problem = _weights_problem(sub)
+            if problem:
+                problems.append(f"{where}: {problem}; {fix}")
+        elif name == "tokenizer":
+            problem = _tokenizer_problem(sub)
+            if problem:
+                problems.append(f"{where}: {problem}; {fix}")
+    return problems, configs
+
+
+def _weights_problem(sub: Path) -> str | None:
+    """None when `sub` holds a weight file (or every shard its index lists), else what is missing."""
+    for stem in _WEIGHT_STEMS:
+        for suffix in _WEIGHT_SUFFIXES:
+            if (sub / f"{stem}{suffix}").is_file():
+                return None
+            index = _read_json(sub / f"{stem}{suffix}.index.json")
+            if index is not None:
+                shards = sorted(set(index.get("weight_map", {}).values()))
+                absent = [shard for shard in shards if not (sub / shard).is_file()]
+                if not shards or absent:
+                    return f"weight shards missing: {', '.join(absent[:3]) or 'the index lists none'}"
+                return None
+    return f"no weight file ({_WEIGHT_STEMS[0]}.safetensors, model.safetensors or a .bin) in {sub}"
+
+
+def _tokenizer_problem(sub: Path) -> str | None:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(sub), local_files_only=True)
+    except Exception as error:  # transformers raises many types for a broken tokenizer folder
+        return f"the tokenizer does not load ({type(error).__name__}: {str(error).strip()[:120]})"
+    ids = tokenizer("a photo of a cat", add_special_tokens=False).input_ids
+    no_vocabulary = not ids or all(i == tokenizer.unk_token_id for i in ids)
+    if no_vocabulary or not 0 < int(tokenizer.model_max_length) <= _SANE_MAX_LENGTH:
+        return (f"the tokenizer has no usable vocabulary or max length ({len(tokenizer)} tokens, "
+                f"model_max_length={tokenizer.model_max_length}): its vocabulary files are missing")
+    return None
+
+
+def _check_sizes(prior: dict[str, dict[str, Any]], decoder: dict[str, dict[str, Any]],
+                 prior_source: Any, decoder_source: Any) -> list[str]:
+    """Embedding sizes that must agree across the towers, the prior and the decoder's UNet."""
+    sizes = {
+        "prior/prior embedding_dim": prior.get("prior", {}).get("embedding_dim"),
+        "prior/image_encoder projection_dim": prior.get("image_encoder", {}).get("projection_dim"),
+        "prior/text_encoder projection_dim": prior.get("text_encoder", {}).get("projection_dim"),
+        "decoder/unet encoder_hid_dim": decoder.get("unet", {}).get("encoder_hid_dim"),
+    }
+    known = {key: value for key, value in sizes.items() if value is not None}
+    if len(set(known.values())) <= 1:
+        return []
+    listing = ", ".join(f"{key}={value}" for key, value in known.items())
+    return [f"Kandinsky 2.2 prior {prior_source} and decoder {decoder_source} do not fit together: image "
+            f"embedding sizes differ ({listing}); use the prior and decoder of one release (2.2)"]
+
+
 class Kandinsky22Backend(DiffusersBackend):
     """The real Kandinsky 2.2 prior and decoder, loaded from local folders or the HF cache (never the network)."""
 
@@ -282,7 +468,10 @@ class Kandinsky22Backend(DiffusersBackend):
         dtype: torch.dtype | str | None = None,
         cache_dir: str | None = None,
         frame_batch_size: int = 64,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 4,
+        movq_batch_size: int = 2,
+        attention_slicing: bool = False,
+        prior_guidance: float | None = None,
     ) -> None:
         problems = missing_kandinsky_weights(prior, decoder, cache_dir)
         if problems:
@@ -302,6 +491,9 @@ class Kandinsky22Backend(DiffusersBackend):
             {"prior": str(prior), "decoder": str(decoder)},
             frame_batch_size=frame_batch_size,
             decode_batch_size=decode_batch_size,
+            movq_batch_size=movq_batch_size,
+            attention_slicing=attention_slicing,
+            prior_guidance=prior_guidance,
         )
 
 
@@ -364,14 +556,16 @@ REAL_PRIOR_CONFIG: dict[str, Any] = {
     "num_embeddings": 77,
     "additional_embeddings": 4,
 }
-# Schedulers (scheduler_config.json of each repo). UNCERTAIN: clip_sample_range of the prior (5.0 in the
-# Kandinsky 2.1 prior; the diffusers tests use 10.0) and the decoder's DDPM details beyond the beta schedule.
+# Schedulers (scheduler_config.json of each repo). The prior's UnCLIPScheduler is that of
+# kandinsky-2-2-prior/scheduler/scheduler_config.json, which diffusers' own Kandinsky 2.2 prior tests
+# (tests/pipelines/kandinsky2_2/test_kandinsky_prior.py) reproduce: clip_sample_range 10.0 (5.0 was the 2.1
+# value). UNCERTAIN: the decoder's DDPM details beyond the beta schedule.
 REAL_PRIOR_SCHEDULER: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "variance_type": "fixed_small_log",
     "prediction_type": "sample",
     "clip_sample": True,
-    "clip_sample_range": 5.0,
+    "clip_sample_range": 10.0,
 }
 REAL_DECODER_SCHEDULER: dict[str, Any] = {
     "num_train_timesteps": 1000,
@@ -420,7 +614,10 @@ class RandomKandinsky22Backend(DiffusersBackend):
         seed: int = 0,
         unet_block_out_channels: Sequence[int] | None = None,
         frame_batch_size: int = 16,
-        decode_batch_size: int = 16,
+        decode_batch_size: int = 4,
+        movq_batch_size: int = 2,
+        attention_slicing: bool = False,
+        prior_guidance: float | None = None,
     ) -> None:
         components = tuple(components)
         unknown = set(components) - set(COMPONENTS)
@@ -443,6 +640,9 @@ class RandomKandinsky22Backend(DiffusersBackend):
             {"seed": seed, "components": list(components), "unet_block_out_channels": list(unet["block_out_channels"])},
             frame_batch_size=frame_batch_size,
             decode_batch_size=decode_batch_size,
+            movq_batch_size=movq_batch_size,
+            attention_slicing=attention_slicing,
+            prior_guidance=prior_guidance,
         )
 
 
