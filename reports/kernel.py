@@ -10,6 +10,7 @@ no global environment change.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -68,6 +69,7 @@ def execute(notebook, cwd: Path, start_timeout: float = START_TIMEOUT_S, cell_ti
         except (TimeoutError, RuntimeError) as error:
             if _started(notebook):
                 raise
+            atexit.unregister(client._cleanup_kernel)  # nbclient leaves it registered when the kernel never answered
             raise KernelStartError(
                 f"the report's Python kernel ({sys.executable} -m ipykernel_launcher) did not start within "
                 f"{start_timeout:.0f} s ({type(error).__name__}: {error}); check that ipykernel imports in this "
