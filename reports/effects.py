@@ -13,7 +13,7 @@ from reports.load import variant_order
 
 MATRIX_COLUMNS = (
     "variant", "metric", "reference", "diff", "diff_low", "diff_high", "n", "interval", "higher_is_better",
-    "reliable", "gain", "excludes_zero",
+    "reliable", "ranked", "gain", "excludes_zero",
 )  # fmt: skip
 
 
@@ -43,7 +43,8 @@ def difference_matrix(
     """Per variant × metric: variant − `reference`, paired (tables.paired_difference) with its 95% interval.
 
     `gain` is the difference signed so that positive is better (lower-is-better metrics flipped);
-    `excludes_zero` says the interval lies on one side of 0. The reference's own row is NaN with
+    `excludes_zero` says the interval lies on one side of 0; `ranked` is False for counterweight metrics
+    (motion), which have no better or worse. The reference's own row is NaN with
     interval "reference".
     """
     rows = tables.headline_rows(scores)
@@ -74,6 +75,7 @@ def difference_matrix(
                 "diff_low": difference.low, "diff_high": difference.high, "n": difference.n,
                 "interval": difference.how, "higher_is_better": higher,
                 "reliable": bool(group["reliable"].all() and (base.empty or base["reliable"].all())),
+                "ranked": bool(group["ranked"].all()),
                 "gain": sign * difference.mean, "excludes_zero": bool(excludes),
             })  # fmt: skip
     return pd.DataFrame.from_records(records, columns=list(MATRIX_COLUMNS))

@@ -140,6 +140,7 @@ def metric_points(summary: pd.DataFrame, study: dict[str, Any], metric: str,
     direction = "higher is better" if rows["higher_is_better"].iloc[0] else "lower is better"
     ax.set_title(metric)
     ax.set_ylabel(f"value ({direction})")
+    ax.margins(y=0.12)  # room for the ★/⚠ marks above the highest bar
     ax.set_xlim(-0.6, len(order) - 0.4)
     return figure
 
@@ -148,8 +149,8 @@ HEATMAP_CAPTION = (
     "Each cell: the paired difference of a variant to the reference variant `{reference}` (variant − reference; "
     "over paired seeds, or paired videos with one seed) and its 95% interval in brackets. Colour: blue = better, "
     "red = worse (the metric's direction applied), scaled per column to its largest difference; pale cells "
-    "have an interval that includes 0 (or none), bold numbers one that excludes it; ⚠ marks rows the metric "
-    "code flags unreliable."
+    "have an interval that includes 0 (or none), bold numbers one that excludes it; counterweight metrics "
+    "(motion) stay uncoloured, having no better or worse; ⚠ marks rows the metric code flags unreliable."
 )
 
 
@@ -159,8 +160,20 @@ def metric_label(metric: str, higher_is_better: bool) -> str:
     return f"{name}\n[{protocol} {'↑' if higher_is_better else '↓'}" if bracket else f"{name} {'↑' if higher_is_better else '↓'}"
 
 
-def signed(value: float) -> str:
-    return "—" if not math.isfinite(value) else ("+" if value > 0 else "") + tables.format_number(value)
+def signed(value: float, decimals: int | None = None) -> str:
+    """+0.031 / -0.2 / — ; `decimals` fixed (one column of a table reads best with one precision)."""
+    if not math.isfinite(value):
+        return "—"
+    text = f"{value:.{decimals}f}" if decimals is not None else tables.format_number(value)
+    return ("+" if value > 0 and not text.startswith("+") else "") + text
+
+
+def column_decimals(values: Iterable[float], digits: int = 2) -> int:
+    """Decimals that show `digits` significant digits of the largest |value| (0.15 → 3: +0.150, +0.026)."""
+    finite = [abs(value) for value in values if math.isfinite(value) and value != 0]
+    if not finite:
+        return 2
+    return int(min(8, max(0, digits - math.floor(math.log10(max(finite))))))
 
 
 def metric_heatmap(matrix: pd.DataFrame, study: dict[str, Any], variants: Iterable[str] | None = None,
@@ -172,6 +185,10 @@ def metric_heatmap(matrix: pd.DataFrame, study: dict[str, Any], variants: Iterab
     metrics = list(dict.fromkeys(matrix["metric"]))
     cells = matrix.set_index(["variant", "metric"])
     scale = matrix.groupby("metric")["gain"].apply(lambda gains: gains.abs().max())
+    decimals = {
+        metric: column_decimals([*group["diff"], *group["diff_low"], *group["diff_high"]])
+        for metric, group in matrix.groupby("metric")
+    }
     colours = np.ones((len(order), len(metrics), 3))
     colormap = matplotlib.colormaps[cmap]
     figure = Figure(figsize=(2.2 + 1.35 * len(metrics), 1.4 + 0.46 * len(order)), layout="constrained")
@@ -188,13 +205,14 @@ def metric_heatmap(matrix: pd.DataFrame, study: dict[str, Any], variants: Iterab
                 ax.text(j, i, "reference", ha="center", va="center", fontsize=7, color="0.3")
                 continue
             width = scale.get(metric, math.nan)
-            if math.isfinite(cell["gain"]) and math.isfinite(width) and width > 0:
+            if cell["ranked"] and math.isfinite(cell["gain"]) and math.isfinite(width) and width > 0:
                 rgb = np.asarray(colormap(0.5 + 0.5 * cell["gain"] / width)[:3])
                 colours[i, j] = rgb if cell["excludes_zero"] else 1 - 0.35 * (1 - rgb)
-            interval = (f"\n[{signed(cell['diff_low'])}, {signed(cell['diff_high'])}]"
+            places = decimals[metric]
+            interval = (f"\n[{signed(cell['diff_low'], places)}, {signed(cell['diff_high'], places)}]"
                         if math.isfinite(cell["diff_low"]) else "\n(no interval)")  # fmt: skip
             dark = float(np.dot(colours[i, j], (0.299, 0.587, 0.114))) < 0.5  # luminance: white text on dark cells
-            ax.text(j, i, signed(cell["diff"]) + ("" if cell["reliable"] else " ⚠") + interval, ha="center",
+            ax.text(j, i, signed(cell["diff"], places) + ("" if cell["reliable"] else " ⚠") + interval, ha="center",
                     va="center", fontsize=7, fontweight="bold" if cell["excludes_zero"] else "normal",
                     color="white" if dark else "black")  # fmt: skip
     ax.imshow(colours, aspect="auto", interpolation="nearest")

@@ -95,13 +95,28 @@ def test_heatmap_has_a_cell_per_variant_and_metric_with_its_interval(scores: pd.
     texts = [text.get_text() for text in ax.texts]
     assert texts.count("reference") == 2
     row = matrix[(matrix["variant"] == "rot") & (matrix["metric"] == TEMPORAL)].iloc[0]
-    expected = plots.signed(row["diff"]) + "\n[" + plots.signed(row["diff_low"]) + ", " + plots.signed(row["diff_high"]) + "]"
+    column = matrix[matrix["metric"] == TEMPORAL]
+    places = plots.column_decimals([*column["diff"], *column["diff_low"], *column["diff_high"]])
+    low, high = plots.signed(row["diff_low"], places), plots.signed(row["diff_high"], places)
+    expected = f"{plots.signed(row['diff'], places)}\n[{low}, {high}]"
     assert expected in texts
     assert sum("⚠" in text for text in texts) == 2  # the unreliable FVD rows of base and rot
     image = ax.get_images()[0].get_array()
     gain_rot, gain_base = (matrix.set_index(["variant", "metric"]).loc[(name, FVD), "gain"] for name in ("rot", "base"))
     assert gain_rot > 0 and gain_base > 0  # lower FVD than static: better, so blue (more blue than red)
     assert image[2, 1, 2] > image[2, 1, 0]
+
+
+def test_column_decimals_show_two_significant_digits_of_the_largest_value() -> None:
+    assert plots.column_decimals([0.15, -0.026, float("nan")]) == 3
+    assert plots.column_decimals([20.6, -4.5]) == 1
+    assert plots.signed(0.02612, 3) == "+0.026" and plots.signed(-0.5, 1) == "-0.5" and plots.signed(float("nan")) == "—"
+
+
+def test_counterweight_metrics_stay_uncoloured(scores: pd.DataFrame, study: dict) -> None:
+    matrix = effects.difference_matrix(scores, study, reference="static", metrics=[TEMPORAL]).assign(ranked=False)
+    image = plots.metric_heatmap(matrix, study).axes[0].get_images()[0].get_array()
+    assert (image[1:, 0] == 1.0).all()  # white: no better or worse
 
 
 def test_heatmap_of_nothing_is_a_clear_message(study: dict) -> None:
