@@ -57,6 +57,18 @@ def inline_markdown(text: str) -> str:
     return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
 
 
+def show_figures_inline() -> None:
+    """Let a bare `plots.x(...)` cell display its Figure as a PNG (plots never touch pyplot, so IPython's
+    matplotlib integration does not know these figures)."""
+    from IPython import get_ipython
+    from IPython.core.pylabtools import print_figure
+
+    shell = get_ipython()
+    if shell is not None:
+        formatter = shell.display_formatter.formatters["image/png"]
+        formatter.for_type(Figure, lambda figure: print_figure(figure, "png", dpi=plots.DPI))
+
+
 @dataclass
 class Page:
     """The report folder the notebook writes figures/, tables/ and gifs/ into (the working directory)."""
@@ -68,6 +80,7 @@ class Page:
         for name in SUBFOLDERS:
             (self.out_dir / name).mkdir(parents=True, exist_ok=True)
         display_html(PAGE_STYLE)
+        show_figures_inline()
 
     def text(self, markdown: str) -> None:
         display_markdown(markdown)
