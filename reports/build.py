@@ -17,7 +17,6 @@ from pathlib import Path
 from reports import kernel
 from reports.load import load_results
 from reports.notebook import SUBFOLDERS
-from reports.summary import write_summary
 
 TEMPLATE = Path(__file__).parent / "templates" / "ablation_report.py"
 HTML_TEMPLATES = Path(__file__).parent / "templates"  # holds offline/: nbconvert's 'lab' page without CDN scripts
@@ -34,7 +33,7 @@ class ReportExecutionError(RuntimeError):
 
 
 def build_report(study_root: str | Path, out_dir: str | Path | None = None, execute: bool = True) -> Path:
-    """Write `report/{report.ipynb,index.html,figures,tables,gifs}` and `results/summary.json`; returns index.html.
+    """Write `report/{report.ipynb,index.html,figures,tables,gifs}` (results/ is never touched); returns index.html.
 
     `out_dir` (default STUDY_ROOT/report) has its figures/, tables/ and gifs/ replaced; `execute=False` only
     prepares the notebook (parameters injected, no outputs) and renders it.
@@ -44,7 +43,6 @@ def build_report(study_root: str | Path, out_dir: str | Path | None = None, exec
 
     root = Path(study_root).resolve()
     load_results(root)  # fail here, with the loader's message, rather than inside the kernel
-    write_summary(root)
     out = Path(out_dir).resolve() if out_dir is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "DONE").unlink(missing_ok=True)  # a half-rebuilt report is never current

@@ -224,7 +224,7 @@ def gif_grid(page: Page, results: Results, max_prompts: int = GRID_MAX_PROMPTS) 
         f"frame.{textures}"
     )
     display_html(
-        f'<figure class="report"><p class="title">Generated videos</p><img src="gifs/{grid.name}" alt="GIF grid">'
+        f'<figure class="report"><p class="title">Prompts × variants</p><img src="gifs/{grid.name}" alt="GIF grid">'
         f"<figcaption>{inline_markdown(caption)}</figcaption></figure>"
     )
     display_markdown(f"[Full size](gifs/{grid.name}); one strip per prompt: {links}.")

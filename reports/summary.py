@@ -6,9 +6,12 @@ study's verdicts and protocol. Derived from the results tables every time it is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,21 @@ def write_summary(study_root: str | Path) -> Path:
     temporary.write_text(text + "\n", encoding="utf-8")
     temporary.replace(path)
     return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m reports.summary STUDY_ROOT`: write STUDY_ROOT/results/summary.json."""
+    parser = argparse.ArgumentParser(prog="python -m reports.summary", description=main.__doc__)
+    parser.add_argument("study_root", help="the study folder, e.g. runs/quickstart (holds results/)")
+    args = parser.parse_args(argv)
+    try:
+        path = write_summary(args.study_root)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"summary: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

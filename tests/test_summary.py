@@ -82,3 +82,10 @@ def test_without_expectations_the_verdicts_are_null(tmp_path: Path) -> None:
     document = json.loads(summary.write_summary(root).read_text(encoding="utf-8"))
     assert document["verdicts"] is None
     jsonschema.validate(document, documented_schema())
+
+
+def test_main_writes_the_file_or_names_the_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_synthetic_study(tmp_path / "s")
+    assert summary.main([str(root)]) == 0 and (root / "results" / "summary.json").exists()
+    assert summary.main([str(tmp_path / "nowhere")]) == 1
+    assert "nowhere/results does not exist" in capsys.readouterr().err
