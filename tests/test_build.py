@@ -525,3 +525,14 @@ def test_absent_expectations_load_as_none(tmp_path: Path) -> None:
     (root / "results" / "expectations.json").unlink()
     assert load_results(root).expectations is None
     assert list(load_results(write_synthetic_study(tmp_path / "b")).expectations["held"]) == [True, False]
+
+
+def test_a_failed_cell_is_named_by_its_execution_count() -> None:
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("1", execution_count=1),
+        nbformat.v4.new_code_cell("1 / 0", execution_count=2, outputs=[
+            nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])
+        ]),
+    ])  # fmt: skip
+    assert build.failed_cell(notebook) == 2
+    assert build.failed_cell(nbformat.v4.new_notebook()) == "?"
