@@ -25,6 +25,8 @@ VIDEOS_COLUMNS = (
     "study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed",
     "gif", "mp4", "frames", "size", "fps",
 )  # fmt: skip
+EXPECTATIONS = "expectations.json"
+EXPECTATION_KEYS = {"expectation": str, "held": bool, "metric": str, "detail": str}
 STUDY_KEYS = ("study", "seeds", "variant_order", "baselines", "variants")
 
 # Tables a study can legitimately lack (a baselines-only study has no curves, an embedding-only one no videos).
@@ -56,6 +58,7 @@ class Results:
     curves: pd.DataFrame
     videos: pd.DataFrame
     missing: list[str] = field(default_factory=list)  # optional tables that were absent
+    expectations: pd.DataFrame | None = None  # results/expectations.json (verdicts); None when not written
 
 
 def load_results(study_root: str | Path) -> Results:
@@ -79,7 +82,37 @@ def load_results(study_root: str | Path) -> Results:
             continue
         tables[name] = read_table(path, columns)
     scores = parse_scores(tables["scores"], results_dir / "scores.parquet")
-    return Results(root, study, scores, tables["runs"], tables["curves"], tables["videos"], missing)
+    expectations = load_expectations(results_dir / EXPECTATIONS)
+    return Results(root, study, scores, tables["runs"], tables["curves"], tables["videos"], missing, expectations)
+
+
+def load_scores(study_root: str | Path) -> pd.DataFrame:
+    """scores.parquet of a study, validated and with `extra` parsed (see load_results)."""
+    return load_results(study_root).scores
+
+
+def load_expectations(path: Path) -> pd.DataFrame | None:
+    """results/expectations.json as a table (expectation, held, metric, detail); None when the file is absent."""
+    if not path.exists():
+        return None
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ResultsSchemaError(f"{path} is not valid JSON ({error}); re-run the collect step") from None
+    if not isinstance(entries, list):
+        raise ResultsSchemaError(f"{path} must hold a JSON list of expectations (see docs/results.md)")
+    for index, entry in enumerate(entries):
+        wrong = [
+            key for key, kind in EXPECTATION_KEYS.items()
+            if not isinstance(entry, dict) or not isinstance(entry.get(key), kind)
+        ]  # fmt: skip
+        if wrong:
+            raise ResultsSchemaError(
+                f"{path}: entry {index} lacks or mistypes {wrong} (each needs expectation: str, held: bool, "
+                "metric: str, detail: str; see docs/results.md); re-run the collect step"
+            )
+    columns = list(EXPECTATION_KEYS)
+    return pd.DataFrame([{key: entry[key] for key in columns} for entry in entries], columns=columns)
 
 
 def variant_order(study: dict[str, Any], present: Any = None) -> list[str]:

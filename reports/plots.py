@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -14,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from reports import tables
 from reports.load import variant_order
 
 DPI = 120
@@ -25,7 +27,8 @@ PANEL_HEIGHT = 3.4
 POINTS_CAPTION = (
     "Points: mean per variant; error bars: the 95% interval of the headline table (Student-t across training "
     "seeds; over videos or the stored bootstrap interval when there is one seed). Hollow points with ⚠ are "
-    "unreliable; ★ marks the best reliable variant."
+    "unreliable; ★ marks the best reliable variant. A stored bootstrap interval need not contain its estimate "
+    "(a Fréchet distance is biased upwards), so a point may sit outside its bar."
 )
 HORIZON_CAPTION = (
     "Error along the rollout horizon, one panel per rollout mode; lines: mean, bands: 95% Student-t interval "
@@ -89,41 +92,154 @@ def label_variants(ax: Any, names: list[str]) -> None:
     ax.set_xticklabels(names, rotation=35 if rotate else 0, ha="right" if rotate else "center")
 
 
-def metric_points(summary: pd.DataFrame, study: dict[str, Any], metric: str) -> Figure:
+def draw_interval(ax: Any, at: float, low: float, high: float, colour: Any, vertical: bool = True,
+                  capsize: float = 4) -> bool:
+    """Draw [low, high] as an error bar at `at` (centred on the interval, not on the estimate: a stored
+    bootstrap interval may exclude its estimate, which matplotlib's yerr cannot express); False if not finite."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return False
+    low, high = min(low, high), max(low, high)
+    middle, half = (low + high) / 2, (high - low) / 2
+    position = {"x": at, "y": middle, "yerr": half} if vertical else {"x": middle, "y": at, "xerr": half}
+    ax.errorbar(**position, fmt="none", ecolor=colour, capsize=capsize)
+    return True
+
+
+def select_variants(study: dict[str, Any], present: Iterable[str], variants: Iterable[str] | None) -> list[str]:
+    """Study order of the variants present, restricted to `variants` (all when None); raises when none remain."""
+    present = set(present)
+    order = [name for name in variant_order(study, present) if name in present]
+    if variants is None:
+        return order
+    wanted = list(variants)
+    unknown = [name for name in wanted if name not in present]
+    if unknown:
+        raise NothingToPlot(f"variants {unknown} have no rows here (present: {order})")
+    return [name for name in order if name in set(wanted)]
+
+
+def metric_points(summary: pd.DataFrame, study: dict[str, Any], metric: str,
+                  variants: Iterable[str] | None = None) -> Figure:  # fmt: skip
     """One metric: mean per variant with its interval from tables.summary (unreliable hollow, best starred)."""
     rows = summary[summary["metric"] == metric]
     if rows.empty:
         raise NothingToPlot(f"no summary rows for metric {metric!r}: nothing to plot")
-    order = [name for name in variant_order(study, rows["variant"]) if name in set(rows["variant"])]
+    order = select_variants(study, rows["variant"], variants)
     rows = rows.set_index("variant").loc[order]
     colours = palette(study, order)
     figure, (ax,) = new_figure(max(4.0, 0.8 * len(order) + 2.0), 3.6)
     for x, (variant, row) in enumerate(rows.iterrows()):
-        interval = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
-        has_interval = math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"])
-        ax.errorbar(
-            x, row["mean"], yerr=interval if has_interval else None, fmt="o", capsize=4, markersize=7,
-            color=colours[variant], markerfacecolor=colours[variant] if row["reliable"] else "white",
-        )  # fmt: skip
+        has_interval = draw_interval(ax, x, row["ci_low"], row["ci_high"], colours[variant])
+        ax.plot(x, row["mean"], "o", markersize=7, color=colours[variant],
+                markerfacecolor=colours[variant] if row["reliable"] else "white")  # fmt: skip
         note = "★" if row["best"] else ("⚠" if not row["reliable"] else "")
         if note:
-            top = row["ci_high"] if has_interval else row["mean"]
+            top = max(row["ci_high"], row["mean"]) if has_interval else row["mean"]
             ax.annotate(note, (x, top), textcoords="offset points", xytext=(0, 6), ha="center")
     label_variants(ax, order)
     direction = "higher is better" if rows["higher_is_better"].iloc[0] else "lower is better"
     ax.set_title(metric)
     ax.set_ylabel(f"value ({direction})")
+    ax.margins(y=0.12)  # room for the ★/⚠ marks above the highest bar
     ax.set_xlim(-0.6, len(order) - 0.4)
     return figure
 
 
-def horizon_growth(horizon: pd.DataFrame, study: dict[str, Any], metric: str) -> Figure:
-    """x = horizon, y = metric, one line per variant, one panel per mode (step, chain); legend underneath."""
+HEATMAP_CAPTION = (
+    "Each cell: the paired difference of a variant to the reference variant `{reference}` (variant − reference; "
+    "over paired seeds, or paired videos with one seed) and its 95% interval in brackets. Colour: blue = better, "
+    "red = worse (the metric's direction applied), scaled per column to its largest difference; pale cells "
+    "have an interval that includes 0 (or none), bold numbers one that excludes it; counterweight metrics "
+    "(motion) stay uncoloured, having no better or worse; ⚠ marks rows the metric code flags unreliable."
+)
+
+
+def metric_label(metric: str, higher_is_better: bool) -> str:
+    """A metric name broken before its protocol bracket, with its direction arrow."""
+    name, bracket, protocol = metric.partition("[")
+    return f"{name}\n[{protocol} {'↑' if higher_is_better else '↓'}" if bracket else f"{name} {'↑' if higher_is_better else '↓'}"
+
+
+def signed(value: float, decimals: int | None = None) -> str:
+    """+0.031 / -0.2 / — ; `decimals` fixed (one column of a table reads best with one precision)."""
+    if not math.isfinite(value):
+        return "—"
+    text = f"{value:.{decimals}f}" if decimals is not None else tables.format_number(value)
+    return ("+" if value > 0 and not text.startswith("+") else "") + text
+
+
+def column_decimals(values: Iterable[float], digits: int = 2) -> int:
+    """Decimals that show `digits` significant digits of the largest |value| (0.15 → 3: +0.150, +0.026)."""
+    finite = [abs(value) for value in values if math.isfinite(value) and value != 0]
+    if not finite:
+        return 2
+    return int(min(8, max(0, digits - math.floor(math.log10(max(finite))))))
+
+
+def metric_heatmap(matrix: pd.DataFrame, study: dict[str, Any], variants: Iterable[str] | None = None,
+                   cmap: str = "RdBu") -> Figure:  # fmt: skip
+    """Variants × metrics of effects.difference_matrix: paired Δ to the reference, annotated with intervals."""
+    if matrix.empty:
+        raise NothingToPlot("the difference matrix is empty: no overview heatmap")
+    order = select_variants(study, matrix["variant"], variants)
+    metrics = list(dict.fromkeys(matrix["metric"]))
+    cells = matrix.set_index(["variant", "metric"])
+    scale = matrix.groupby("metric")["gain"].apply(lambda gains: gains.abs().max())
+    decimals = {
+        metric: column_decimals([*group["diff"], *group["diff_low"], *group["diff_high"]])
+        for metric, group in matrix.groupby("metric")
+    }
+    colours = np.ones((len(order), len(metrics), 3))
+    colormap = matplotlib.colormaps[cmap]
+    figure = Figure(figsize=(2.2 + 1.35 * len(metrics), 1.4 + 0.46 * len(order)), layout="constrained")
+    with sns.axes_style("white"):
+        ax = figure.subplots()
+    for i, variant in enumerate(order):
+        for j, metric in enumerate(metrics):
+            if (variant, metric) not in cells.index:
+                ax.text(j, i, "no rows", ha="center", va="center", fontsize=7, color="0.5")
+                continue
+            cell = cells.loc[(variant, metric)]
+            if cell["interval"] == "reference":
+                colours[i, j] = (0.88, 0.88, 0.88)
+                ax.text(j, i, "reference", ha="center", va="center", fontsize=7, color="0.3")
+                continue
+            width = scale.get(metric, math.nan)
+            if cell["ranked"] and math.isfinite(cell["gain"]) and math.isfinite(width) and width > 0:
+                rgb = np.asarray(colormap(0.5 + 0.5 * cell["gain"] / width)[:3])
+                colours[i, j] = rgb if cell["excludes_zero"] else 1 - 0.35 * (1 - rgb)
+            places = decimals[metric]
+            interval = (f"\n[{signed(cell['diff_low'], places)}, {signed(cell['diff_high'], places)}]"
+                        if math.isfinite(cell["diff_low"]) else "\n(no interval)")  # fmt: skip
+            dark = float(np.dot(colours[i, j], (0.299, 0.587, 0.114))) < 0.5  # luminance: white text on dark cells
+            ax.text(j, i, signed(cell["diff"], places) + ("" if cell["reliable"] else " ⚠") + interval, ha="center",
+                    va="center", fontsize=7, fontweight="bold" if cell["excludes_zero"] else "normal",
+                    color="white" if dark else "black")  # fmt: skip
+    ax.imshow(colours, aspect="auto", interpolation="nearest")
+    directions = matrix.groupby("metric")["higher_is_better"].first()
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels([metric_label(m, bool(directions[m])) for m in metrics], fontsize=7.5)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels(order, fontsize=8.5)
+    ax.set_xticks(np.arange(len(metrics) + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(len(order) + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
+    ax.set_title(f"Δ to {matrix['reference'].iloc[0]} (variant − reference), 95% intervals", fontsize=10)
+    return figure
+
+
+def horizon_growth(horizon: pd.DataFrame, study: dict[str, Any], metric: str,
+                   variants: Iterable[str] | None = None) -> Figure:  # fmt: skip
+    """x = horizon, y = metric, one line per variant, one panel per mode (step, chain); legend underneath.
+
+    `horizon` is tables.horizon_table(scores, study)."""
     rows = horizon[horizon["metric"] == metric]
     if rows.empty:
         raise NothingToPlot(f"no horizon rows for metric {metric!r}: nothing to plot")
     modes = sorted(rows["mode"].unique(), key=lambda mode: (mode != "step", mode))
-    order = [name for name in variant_order(study, rows["variant"]) if name in set(rows["variant"])]
+    order = select_variants(study, rows["variant"], variants)
     colours = palette(study, order)
     width = max(9.0, 4.8 * len(modes))
     figure, axes = new_figure(width, PANEL_HEIGHT + legend_height(len(order), width), ncols=len(modes), sharey=True)
@@ -145,12 +261,13 @@ def horizon_growth(horizon: pd.DataFrame, study: dict[str, Any], metric: str) ->
     return figure
 
 
-def training_curves(curves: pd.DataFrame, study: dict[str, Any]) -> Figure:
+def training_curves(curves: pd.DataFrame, study: dict[str, Any], variants: Iterable[str] | None = None) -> Figure:
     """epoch vs value per curve metric (loss, cosine): colour = variant, solid = train, dashed = val."""
     if curves.empty:
         raise NothingToPlot("curves.parquet has no rows (no trained variants): no training curves to plot")
+    order = select_variants(study, curves["variant"], variants)
+    curves = curves[curves["variant"].isin(order)]
     metrics = sorted(curves["metric"].unique(), key=lambda name: (name != "loss", name))
-    order = [name for name in variant_order(study, curves["variant"]) if name in set(curves["variant"])]
     colours = palette(study, order)
     width = max(9.0, 4.8 * len(metrics))
     height = PANEL_HEIGHT + legend_height(len(order) + 2, width)
@@ -188,10 +305,9 @@ def ablation_effects(effects: pd.DataFrame, study: dict[str, Any], metric: str) 
     for ax, group in zip(axes, groups, strict=True):
         part = effects[panels == group]
         for y, row in enumerate(part.itertuples()):
-            has_interval = math.isfinite(row.diff_low) and math.isfinite(row.diff_high)
-            interval = [[row.diff - row.diff_low], [row.diff_high - row.diff]] if has_interval else None
-            ax.errorbar(row.diff, y, xerr=interval, fmt="o", capsize=3, markersize=5, color=colours[row.after],
-                        markerfacecolor=colours[row.after] if row.reliable else "white")  # fmt: skip
+            draw_interval(ax, y, row.diff_low, row.diff_high, colours[row.after], vertical=False, capsize=3)
+            ax.plot(row.diff, y, "o", markersize=5, color=colours[row.after],
+                    markerfacecolor=colours[row.after] if row.reliable else "white")  # fmt: skip
         ax.axvline(0.0, color="0.3", linestyle=":", linewidth=1)
         ax.set_yticks(range(len(part)))
         ax.set_yticklabels(labels[panels == group], fontsize=8)

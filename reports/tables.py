@@ -331,10 +331,15 @@ OVERVIEW_PREFIXES = ("embed_cosine[", "embed_disp_cosine[", "clip_temporal_conse
                      "pixel_motion", "fvd[", "fid[")
 
 
+def key_metrics(metrics: Iterable[str], headline: str | None = None) -> list[str]:
+    """The headline first, then the metrics of the OVERVIEW_PREFIXES families by name."""
+    keep = [m for m in dict.fromkeys(metrics) if m == headline or m.startswith(OVERVIEW_PREFIXES)]
+    return sorted(keep, key=lambda m: (m != headline, m))
+
+
 def overview(table: pd.DataFrame, study: dict[str, Any], headline: str | None = None) -> pd.DataFrame:
     """Variants × key metrics, means only (★ = best reliable, ⚠ = unreliable): a page-sized first look."""
-    keep = [m for m in table["metric"].unique() if m == headline or m.startswith(OVERVIEW_PREFIXES)]
-    keep.sort(key=lambda m: (m != headline, m))
+    keep = key_metrics(table["metric"], headline)
     if not keep:
         return pd.DataFrame()
     rows = table[table["metric"].isin(keep)]

@@ -6,9 +6,19 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import inspect
 import json
+import logging
 import math
+import os
 import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html import unescape
 from pathlib import Path
 
 import nbformat
@@ -17,8 +27,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageSequence
 
-from reports import build, tables
-from reports.load import load_results
+from reports import build, gifs, kernel, notebook, plots, tables
+from reports.load import ResultsSchemaError, load_results
 
 SEEDS = (0, 1)
 PROMPTS = {"p0": "a red ball rolls to the right across a wooden floor", "p1": "waves break on a beach"}
@@ -164,7 +174,18 @@ def synthetic_study() -> dict:
         "versions": {"torch": "2.14.1", "pandas": pd.__version__}, "device": "cpu",
         "variant_order": ["static", "base", "rot"], "baselines": ["static"], "variants": VARIANTS,
         "created_at": "2026-01-01T00:00:00Z",
+        "question": "Does a plane rotation layer make the rollouts more consistent?",
+        "world": "Made-up numbers for the report tests: they say nothing about any model.",
+        "axes": {"regime": ["base"], "rotation_layer": ["off", "plane"], "cross_attention": ["off"]},
     }  # fmt: skip
+
+
+EXPECTATIONS = [
+    {"expectation": "rot beats static on temporal consistency", "held": True, "metric": TEMPORAL,
+     "detail": "Δ +0.30 [0.14, 0.47], 2 paired seeds"},
+    {"expectation": "base beats static on FVD with a reliable interval", "held": False, "metric": FVD,
+     "detail": "every FVD row is unreliable (n ≤ dim)"},
+]  # fmt: skip
 
 
 def write_synthetic_study(root: Path, seed: int = 0) -> Path:
@@ -177,13 +198,155 @@ def write_synthetic_study(root: Path, seed: int = 0) -> Path:
     synthetic_videos(root).to_parquet(results / "videos.parquet")
     synthetic_runs().to_parquet(results / "runs.parquet")
     (results / "study.json").write_text(json.dumps(synthetic_study(), indent=2))
+    (results / "expectations.json").write_text(json.dumps(EXPECTATIONS, indent=2))
     return root
 
 
+@dataclass
+class Console:
+    """What a build printed on file descriptors 1 and 2 (the kernel's own output included) and logged."""
+
+    text: str = ""
+    records: list[logging.LogRecord] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def captured_console() -> Iterator[Console]:
+    """Capture fds 1/2 (what a terminal would show, child processes included), log records and warnings."""
+    console = Console()
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = console.records.append  # type: ignore[method-assign]
+    root_logger = logging.getLogger()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        root_logger.addHandler(handler)
+        try:
+            yield console
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            root_logger.removeHandler(handler)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            console.text = sink.read().decode("utf-8", "replace")
+            console.warned = [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built_console(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Console]:
     root = write_synthetic_study(tmp_path_factory.mktemp("synthetic"))
-    return build.build_report(root)
+    with captured_console() as console:
+        page = build.build_report(root)
+    return page, console
+
+
+@pytest.fixture(scope="module")
+def built(built_console: tuple[Path, Console]) -> Path:
+    return built_console[0]
+
+
+def page_text(html: str) -> str:
+    """The page's visible text in order (tags dropped, images as [img src])."""
+    body = re.sub(r"<style.*?</style>", "", html[html.index("<body"):], flags=re.S)
+    body = re.sub(r'<img[^>]*src="([^"]+)"[^>]*>', r" [img \1] ", body)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", body)))
+
+
+def test_the_build_prints_nothing_and_logs_no_warning(built_console: tuple[Path, Console]) -> None:
+    """No traitlets/kernelspec/TCP/zmq lines reach the user: the console stays empty, no warning is logged."""
+    _, console = built_console
+    assert console.text.strip() == "", console.text
+    noisy = [r for r in console.records if r.levelno >= logging.WARNING]
+    assert not noisy, [f"{r.name}: {r.getMessage()}" for r in noisy]
+    assert not [w for w in console.warned if re.search("kernel|traitlets|zmq|jupyter", w, re.I)], console.warned
+
+
+def test_executed_notebook_shows_dataframes(built: Path) -> None:
+    notebook = nbformat.read(built.parent / "report.ipynb", as_version=4)
+    html_outputs = [
+        output["data"]["text/html"] for cell in notebook.cells if cell.cell_type == "code"
+        for output in cell.get("outputs", []) if "text/html" in output.get("data", {})
+    ]  # fmt: skip
+    assert any('<table id="T_' in html for html in html_outputs)  # a pandas Styler: the headline table
+    assert any('class="dataframe' in html for html in html_outputs)  # a plain DataFrame: the tidy scores
+
+
+def test_each_figure_cell_shows_the_call_and_its_arguments(built: Path) -> None:
+    """Every plots.* call in the notebook passes its data, the study and (where taken) metric= and variants=."""
+    notebook = nbformat.read(built.parent / "report.ipynb", as_version=4)
+    calls = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and getattr(node.func.value, "id", "") == "plots":
+                calls.append(node)
+                function = getattr(plots, node.func.attr)
+                parameters = inspect.signature(function).parameters
+                required = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty]
+                assert len(node.args) + len(node.keywords) >= len(required), ast.unparse(node)
+                keywords = {keyword.arg for keyword in node.keywords}
+                for name in ("variants",):
+                    if name in parameters:
+                        assert name in keywords, f"{ast.unparse(node)} hides `{name}`"
+    figures = {node.func.attr for node in calls}
+    assert figures >= {"metric_heatmap", "metric_points", "horizon_growth", "training_curves", "ablation_effects"}
+
+
+def test_report_ipynb_reexecutes_from_its_folder(built: Path) -> None:
+    notebook = nbformat.read(built.parent / "report.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    kernel.execute(notebook, cwd=built.parent)
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors and all(c.execution_count for c in notebook.cells if c.cell_type == "code")
+
+
+def test_each_caption_sits_in_one_frame_with_its_own_figure(built: Path) -> None:
+    html = built.read_text()
+    frames = re.findall(r'<figure class="report">(.*?)</figure>', html, re.S)
+    assert len(frames) >= 7  # gif grid, heatmap, 3 metrics, horizon, curves, ablation
+    for frame in frames:
+        assert len(re.findall(r"<img ", frame)) == 1 and len(re.findall(r"<figcaption>", frame)) == 1
+        assert frame.index("<img ") < frame.index("<figcaption>")
+    outside = re.sub(r'<figure class="report">.*?</figure>', "", html, flags=re.S)
+    assert not re.search(r'<img[^>]*src="figures/', outside)  # no figure without its frame
+
+
+def test_the_first_screen_reads_question_world_protocol_verdicts_headline(built: Path) -> None:
+    text = page_text(built.read_text())
+    order = [
+        "Does a plane rotation layer", "Made-up numbers for the report tests", "motion-v1", "Verdicts.",
+        f"{TEMPORAL}: mean [95% interval]", "[img gifs/grid.gif]", "[img figures/overview-heatmap.png]",
+        "Metrics one by one",
+    ]  # fmt: skip
+    positions = [text.find(marker) for marker in order]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(order, positions, strict=True))
+
+
+def test_verdicts_list_failed_expectations_first(built: Path) -> None:
+    text = page_text(built.read_text())
+    assert "1 of 2 expectations held, 1 failed" in text
+    assert text.find("❌ failed: base beats static on FVD") < text.find("✅ held: rot beats static")
+
+
+def test_the_page_loads_nothing_from_the_network(built: Path) -> None:
+    html = built.read_text()
+    loads = re.findall(r'<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)\s*=\s*["\']?(https?:)?//', html, re.I)
+    assert loads == []
+    assert not re.search(r"@import\s+(url\()?[\"']?(https?:)?//", html, re.I)
+    assert not re.search(r"url\(\s*[\"']?(https?:)?//", html, re.I)  # no remote font or image from CSS
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.I)  # no script file at all, local or remote
 
 
 def test_report_folder_has_page_notebook_figures_tables_and_gifs(built: Path) -> None:
@@ -229,10 +392,10 @@ def test_gif_grid_size_and_frames_match_rows_and_columns(built: Path) -> None:
     frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(grid)]
     assert len(frames) == max(FRAMES.values())
     width, height = grid.size
-    caption, header = build.GRID_CAPTION_WIDTH, build.GRID_HEADER_HEIGHT
+    caption, header = gifs.grid_margins(notebook.GRID_TILE)
     assert (width, height) == (
-        caption + len(VARIANTS) * build.GRID_TILE,
-        header + len(PROMPTS) * build.GRID_TILE,
+        caption + len(VARIANTS) * notebook.GRID_TILE,
+        header + len(PROMPTS) * notebook.GRID_TILE,
     )
 
 
@@ -346,5 +509,30 @@ def test_absent_optional_tables_are_recorded_and_reported(tmp_path: Path) -> Non
     ],
 )
 def test_the_page_says_when_numbers_measure_mechanics_not_the_method(study: dict, says: str | None) -> None:
-    note = build.what_the_numbers_mean(study)
+    note = notebook.what_the_numbers_mean(study)
     assert (says in note) if says else note == ""
+
+
+def test_expectations_json_with_a_bad_entry_names_the_file_and_entry(tmp_path: Path) -> None:
+    root = write_synthetic_study(tmp_path)
+    (root / "results" / "expectations.json").write_text(json.dumps([{"expectation": "x", "held": "yes"}]))
+    with pytest.raises(ResultsSchemaError, match=r"expectations\.json: entry 0 lacks or mistypes \['held', 'metric'"):
+        load_results(root)
+
+
+def test_absent_expectations_load_as_none(tmp_path: Path) -> None:
+    root = write_synthetic_study(tmp_path)
+    (root / "results" / "expectations.json").unlink()
+    assert load_results(root).expectations is None
+    assert list(load_results(write_synthetic_study(tmp_path / "b")).expectations["held"]) == [True, False]
+
+
+def test_a_failed_cell_is_named_by_its_execution_count() -> None:
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("1", execution_count=1),
+        nbformat.v4.new_code_cell("1 / 0", execution_count=2, outputs=[
+            nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])
+        ]),
+    ])  # fmt: skip
+    assert build.failed_cell(notebook) == 2
+    assert build.failed_cell(nbformat.v4.new_notebook()) == "?"

@@ -11,7 +11,7 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 from test_build import EMBED_ERR, FVD, TEMPORAL, synthetic_curves, synthetic_scores, synthetic_study
 
-from reports import plots, tables
+from reports import effects, plots, tables
 from reports.load import parse_scores
 
 
@@ -37,28 +37,91 @@ def test_palette_is_fixed_by_the_study_with_grey_baselines(study: dict) -> None:
     assert colours["base"] != colours["rot"] and plots.palette(study, ["rot"]) == colours
 
 
+def points(ax) -> list:
+    """The marker lines of a point plot (one per variant), in x order."""
+    return [line for line in ax.get_lines() if line.get_marker() == "o"]
+
+
 def test_metric_points_draws_one_point_and_interval_per_variant(summary: pd.DataFrame, study: dict) -> None:
     figure = plots.metric_points(summary, study, TEMPORAL)
     (ax,) = figure.axes
-    assert len(ax.containers) == 3  # one errorbar per variant
+    assert len(ax.containers) == 3  # one error bar per variant
     assert [label.get_text() for label in ax.get_xticklabels()] == ["static", "base", "rot"]
-    data_lines = [container.lines[0] for container in ax.containers]
-    assert data_lines[2].get_ydata()[0] == pytest.approx(
-        summary.loc[summary["variant"].eq("rot") & summary["metric"].eq(TEMPORAL), "mean"].iloc[0]
-    )
+    row = summary.loc[summary["variant"].eq("rot") & summary["metric"].eq(TEMPORAL)].iloc[0]
+    assert points(ax)[2].get_ydata()[0] == pytest.approx(row["mean"])
+    (bar,) = ax.containers[2].lines[2]  # the vertical bar spans exactly the table's interval
+    assert sorted(bar.get_segments()[0][:, 1]) == pytest.approx([row["ci_low"], row["ci_high"]])
     assert all(container.has_yerr for container in ax.containers)
     colours = plots.palette(study)
-    assert [to_rgb(line.get_color()) for line in data_lines] == [
+    assert [to_rgb(line.get_color()) for line in points(ax)] == [
         to_rgb(colours[name]) for name in ["static", "base", "rot"]
     ]
     assert [text.get_text() for text in ax.texts] == ["★"]  # the best variant, and no unreliable one
 
 
+def test_an_interval_that_excludes_its_estimate_is_drawn_as_stored(study: dict) -> None:
+    """A stored bootstrap interval may lie wholly above its point (a biased Fréchet distance): no crash,
+    the bar spans the stored interval and the point stays where it is."""
+    summary = pd.DataFrame({
+        "metric": "fvd", "variant": ["static", "base"], "mean": [10.0, 20.0], "ci_low": [12.0, 15.0],
+        "ci_high": [14.0, 25.0], "reliable": True, "best": [True, False], "higher_is_better": False,
+    })  # fmt: skip
+    (ax,) = plots.metric_points(summary, study, "fvd").axes
+    (bar,) = ax.containers[0].lines[2]
+    assert sorted(bar.get_segments()[0][:, 1]) == pytest.approx([12.0, 14.0])
+    assert points(ax)[0].get_ydata()[0] == 10.0
+
+
+def test_metric_points_can_show_a_subset_of_variants(summary: pd.DataFrame, study: dict) -> None:
+    (ax,) = plots.metric_points(summary, study, TEMPORAL, variants=["rot", "static"]).axes
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["static", "rot"]  # study order kept
+    with pytest.raises(plots.NothingToPlot, match=r"\['nope'\] have no rows"):
+        plots.metric_points(summary, study, TEMPORAL, variants=["nope"])
+
+
 def test_unreliable_points_are_hollow_and_flagged(summary: pd.DataFrame, study: dict) -> None:
     (ax,) = plots.metric_points(summary, study, FVD).axes
-    faces = [to_rgb(container.lines[0].get_markerfacecolor()) for container in ax.containers]
+    faces = [to_rgb(line.get_markerfacecolor()) for line in points(ax)]
     assert faces == [(1.0, 1.0, 1.0)] * 3
     assert [text.get_text() for text in ax.texts] == ["⚠"] * 3
+
+
+def test_heatmap_has_a_cell_per_variant_and_metric_with_its_interval(scores: pd.DataFrame, study: dict) -> None:
+    matrix = effects.difference_matrix(scores, study, reference="static", metrics=[TEMPORAL, FVD])
+    figure = plots.metric_heatmap(matrix, study)
+    (ax,) = figure.axes
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["static", "base", "rot"]
+    assert [label.get_text().split("\n")[0] for label in ax.get_xticklabels()] == ["clip_temporal_consecutive", "fvd"]
+    texts = [text.get_text() for text in ax.texts]
+    assert texts.count("reference") == 2
+    row = matrix[(matrix["variant"] == "rot") & (matrix["metric"] == TEMPORAL)].iloc[0]
+    column = matrix[matrix["metric"] == TEMPORAL]
+    places = plots.column_decimals([*column["diff"], *column["diff_low"], *column["diff_high"]])
+    low, high = plots.signed(row["diff_low"], places), plots.signed(row["diff_high"], places)
+    expected = f"{plots.signed(row['diff'], places)}\n[{low}, {high}]"
+    assert expected in texts
+    assert sum("⚠" in text for text in texts) == 2  # the unreliable FVD rows of base and rot
+    image = ax.get_images()[0].get_array()
+    gain_rot, gain_base = (matrix.set_index(["variant", "metric"]).loc[(name, FVD), "gain"] for name in ("rot", "base"))
+    assert gain_rot > 0 and gain_base > 0  # lower FVD than static: better, so blue (more blue than red)
+    assert image[2, 1, 2] > image[2, 1, 0]
+
+
+def test_column_decimals_show_two_significant_digits_of_the_largest_value() -> None:
+    assert plots.column_decimals([0.15, -0.026, float("nan")]) == 3
+    assert plots.column_decimals([20.6, -4.5]) == 1
+    assert plots.signed(0.02612, 3) == "+0.026" and plots.signed(-0.5, 1) == "-0.5" and plots.signed(float("nan")) == "—"
+
+
+def test_counterweight_metrics_stay_uncoloured(scores: pd.DataFrame, study: dict) -> None:
+    matrix = effects.difference_matrix(scores, study, reference="static", metrics=[TEMPORAL]).assign(ranked=False)
+    image = plots.metric_heatmap(matrix, study).axes[0].get_images()[0].get_array()
+    assert (image[1:, 0] == 1.0).all()  # white: no better or worse
+
+
+def test_heatmap_of_nothing_is_a_clear_message(study: dict) -> None:
+    with pytest.raises(plots.NothingToPlot, match="difference matrix is empty"):
+        plots.metric_heatmap(pd.DataFrame(columns=list(effects.MATRIX_COLUMNS)), study)
 
 
 def test_many_long_variant_names_rotate_and_widen(study: dict) -> None:
@@ -102,6 +165,9 @@ def test_ablation_effects_has_a_panel_per_switch_and_a_row_per_pair(scores: pd.D
     assert ax.get_title(loc="left") == "rotation_layer: off→plane"
     assert [label.get_text() for label in ax.get_yticklabels()] == ["base → rot"]
     assert len(ax.containers) == 1 and ax.containers[0].has_xerr
+    row = effects.iloc[0]
+    (bar,) = ax.containers[0].lines[2]
+    assert sorted(bar.get_segments()[0][:, 0]) == pytest.approx([row["diff_low"], row["diff_high"]])
 
 
 def many_variants_study(count: int = 22) -> tuple[dict, list[str]]:
