@@ -31,7 +31,7 @@ VIDEO_COLUMNS = ["study", "trial_id", "variant", "seed", "prompt_id", "prompt", 
                  "frames", "size", "fps"]
 
 
-RESULTS_VERSION = 2  # bump when collect() changes what it writes
+RESULTS_VERSION = 3  # bump when collect() changes what it writes
 RESULT_FILES = ("scores.parquet", "runs.parquet", "curves.parquet", "videos.parquet", "study.json")
 
 
@@ -162,6 +162,8 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         "variant_order": study.variant_order(),
         "baselines": list(spec.baselines),
         "headline_metric": spec.headline_metric,
+        # Matrix axis -> level names in file order; the first level is the axis's reference (docs/results.md).
+        "axes": study.axes,
         "variants": variants,
         "created_at": datetime.now(UTC).isoformat(),
     }

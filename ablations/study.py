@@ -132,7 +132,7 @@ class Trial:
     seed: int
     kind: str  # "spliter" | "baseline"
     config: dict  # the resolved configuration (plain data)
-    factors: dict  # value of each ablation axis, for reports
+    factors: dict  # matrix axis -> level name of this trial (empty for baselines and named variants)
 
     @property
     def config_hash(self) -> str:
@@ -158,6 +158,11 @@ class Study:
             if trial.trial_id == trial_id:
                 return trial
         raise KeyError(f"study '{self.name}' has no trial '{trial_id}' (see `spliter-bench plan {self.path}`)")
+
+    @property
+    def axes(self) -> dict[str, list[str]]:
+        """Each `matrix:` axis with its level names in file order; the first level is the axis's reference."""
+        return matrix_axes(self.spec)
 
     def variant_order(self) -> list[str]:
         order: list[str] = []
@@ -209,20 +214,38 @@ def load_study(name_or_path: str | Path) -> Study:
     return Study(spec=spec, path=path.resolve(), trials=trials)
 
 
-def _variant_overrides(spec: StudyFile) -> dict[str, dict[str, Any]]:
-    variants = dict(spec.variants)
-    if spec.matrix:
-        axes = list(spec.matrix.items())
-        for combo in itertools.product(*[list(levels.items()) for _, levels in axes]):
-            names = [combo[0][0]] + [
-                level for (_, levels), (level, _) in zip(axes[1:], combo[1:], strict=True) if level != next(iter(levels))
-            ]
-            overrides: dict[str, Any] = {}
-            for _, level_overrides in combo:
-                overrides.update(level_overrides or {})
-            variants["-".join(names)] = overrides
+def matrix_axes(spec: StudyFile) -> dict[str, list[str]]:
+    """`matrix:` axis -> its level names in file order (the first level is the axis's reference)."""
+    return {axis: list(levels) for axis, levels in spec.matrix.items()}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    overrides: dict[str, Any]  # dotted key -> value, merged over the shared sections
+    factors: dict[str, str]  # matrix axis -> level name (empty for a named variant)
+
+
+def _variants(spec: StudyFile) -> dict[str, VariantSpec]:
+    """Named variants, then the matrix product named by its first axis's level and the non-reference levels."""
+    variants = {name: VariantSpec(overrides or {}, {}) for name, overrides in spec.variants.items()}
+    axes = list(spec.matrix.items())
+    for axis, levels in axes:
+        if not levels:
+            raise StudyError(f"matrix.{axis}: give at least one level")
+    for combo in itertools.product(*[list(levels.items()) for _, levels in axes]) if axes else ():
+        factors = {axis: level for (axis, _), (level, _) in zip(axes, combo, strict=True)}
+        names = [combo[0][0]] + [
+            level for (_, levels), (level, _) in zip(axes[1:], combo[1:], strict=True) if level != next(iter(levels))
+        ]
+        overrides: dict[str, Any] = {}
+        for _, level_overrides in combo:
+            overrides.update(level_overrides or {})
+        name = "-".join(names)
+        if name in variants:
+            raise StudyError(f"matrix: the combination {factors} is named {name!r}, which is already a variant")
+        variants[name] = VariantSpec(overrides, factors)
     if not variants:
-        variants["base"] = {}
+        variants["base"] = VariantSpec({}, {})
     clash = set(variants) & set(BASELINES)
     if clash:
         raise StudyError(f"variants.{sorted(clash)[0]}: this name is reserved for a baseline")
@@ -246,15 +269,7 @@ def _validated_section(cls: type, data: dict, path: str, exclude: tuple[str, ...
     return to_dict(from_dict(cls, data, path))
 
 
-def regime_name(regime: dict) -> str:
-    """A readable name for a regime: base, back, rotate, diff, combined, or a '+'-joined mix."""
-    parts = [name for name, on in (("back", regime["back"]), ("rotate", regime["rotate"]), ("diff", regime["diff"] > 0)) if on]
-    if len(parts) == 3:
-        return "combined"
-    return "+".join(parts) or "base"
-
-
-def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> tuple[dict, dict]:
+def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> dict:
     sections = {
         "model": copy.deepcopy(spec.model),
         "train": copy.deepcopy(spec.train),
@@ -278,15 +293,7 @@ def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> t
     rollout = _validated_section(rollout_cfg, sections["rollout"], f"{at}rollout")
     generate = to_dict(from_dict(GenerateConfig, sections["generate"], f"{at}generate"))
     metrics = to_dict(from_dict(MetricsConfig, sections["metrics"], f"{at}metrics"))
-    config = {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}
-    factors = {
-        "kind": "spliter",
-        "regime": regime_name(regime),
-        "head": model["head"],
-        "rotation_layer": model["rotation_layer"],
-        "cross_attention": model["cross_attention"],
-    }
-    return config, factors
+    return {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}
 
 
 def expand_trials(spec: StudyFile) -> list[Trial]:
@@ -305,7 +312,7 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
         "resources": to_dict(spec.resources),
     }
     trials: list[Trial] = []
-    base_config, _ = _resolve_spliter(spec, "<shared>", {})
+    base_config = _resolve_spliter(spec, "<shared>", {})
     for name in spec.baselines:
         config = {
             **shared,
@@ -317,12 +324,12 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
             "metrics": base_config["metrics"],
         }
         for seed in spec.seeds:
-            trials.append(Trial(spec.study, name, seed, "baseline", {**config, "seed": seed}, {"kind": "baseline"}))
-    for name, overrides in _variant_overrides(spec).items():
-        config, factors = _resolve_spliter(spec, name, overrides or {})
+            trials.append(Trial(spec.study, name, seed, "baseline", {**config, "seed": seed}, {}))
+    for name, variant in _variants(spec).items():
+        config = _resolve_spliter(spec, name, variant.overrides)
         for seed in spec.seeds:
             full = {**shared, **config, "kind": "spliter", "seed": seed}
-            trials.append(Trial(spec.study, name, seed, "spliter", full, factors))
+            trials.append(Trial(spec.study, name, seed, "spliter", full, dict(variant.factors)))
     return trials
 
 

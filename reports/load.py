@@ -25,7 +25,7 @@ VIDEOS_COLUMNS = (
     "study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed",
     "gif", "mp4", "frames", "size", "fps",
 )  # fmt: skip
-STUDY_KEYS = ("study", "seeds", "variant_order", "baselines", "variants")
+STUDY_KEYS = ("study", "seeds", "variant_order", "baselines", "axes", "variants")
 
 # Tables a study can legitimately lack (a baselines-only study has no curves, an embedding-only one no videos).
 OPTIONAL_TABLES = ("runs", "curves", "videos")

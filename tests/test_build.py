@@ -22,22 +22,12 @@ from reports.load import load_results
 
 SEEDS = (0, 1)
 PROMPTS = {"p0": "a red ball rolls to the right across a wooden floor", "p1": "waves break on a beach"}
+# study.json `axes` (the first level is each axis's reference) and `variants` (each variant's factors).
+AXES = {"regime": ["base"], "rotation_layer": ["off", "plane"], "cross_attention": ["off"]}
 VARIANTS = {
-    "static": {"kind": "baseline"},
-    "base": {
-        "kind": "spliter",
-        "regime": "base",
-        "head": "increment",
-        "rotation_layer": "off",
-        "cross_attention": "off",
-    },
-    "rot": {
-        "kind": "spliter",
-        "regime": "base",
-        "head": "increment",
-        "rotation_layer": "plane",
-        "cross_attention": "off",
-    },
+    "static": {},
+    "base": {"regime": "base", "rotation_layer": "off", "cross_attention": "off"},
+    "rot": {"regime": "base", "rotation_layer": "plane", "cross_attention": "off"},
 }
 FRAMES = {"static": 3, "base": 4, "rot": 5}  # unequal on purpose: the grid holds the last frame of short ones
 TEMPORAL = "clip_temporal_consecutive[openclip:tiny-vit]"
@@ -162,7 +152,8 @@ def synthetic_study() -> dict:
                        "samples_per_prompt": 1, "noise": "same", "dt": 0.25, "mode": "step"},
         "seeds": list(SEEDS), "study_seed": 1234, "git_sha": "1234567890abcdef", "git_dirty": True,
         "versions": {"torch": "2.14.1", "pandas": pd.__version__}, "device": "cpu",
-        "variant_order": ["static", "base", "rot"], "baselines": ["static"], "variants": VARIANTS,
+        "variant_order": ["static", "base", "rot"], "baselines": ["static"], "axes": AXES,
+        "variants": VARIANTS,
         "created_at": "2026-01-01T00:00:00Z",
     }  # fmt: skip
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ablations.schema import StudyError
-from ablations.study import STUDIES_DIR, load_prompts, load_study, regime_name, select_trials
+from ablations.study import STUDIES_DIR, load_prompts, load_study, select_trials
 
 SHIPPED = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
 
@@ -99,14 +99,6 @@ def test_select_trials_by_variant_and_seed(tmp_path):
     assert sorted((t.variant, t.seed) for t in chosen) == [("a", 0), ("b", 0)]
     with pytest.raises(StudyError, match="selects no trial"):
         select_trials(study.trials, "variant=zzz")
-
-
-def test_regime_names():
-    flags = lambda b, r, d: {"back": b, "rotate": r, "diff": d}  # noqa: E731
-    assert regime_name(flags(False, False, 0)) == "base"
-    assert regime_name(flags(True, False, 0)) == "back"
-    assert regime_name(flags(True, True, 2)) == "combined"
-    assert regime_name(flags(False, True, 1)) == "rotate+diff"
 
 
 def test_prompt_sets_are_hashed_and_filtered():
