@@ -11,8 +11,10 @@ import pandas as pd
 
 from ablations.runfolder import git_state, library_versions, mark_done, write_atomic, write_json
 from ablations.schema import to_dict
+from ablations.sources import SOURCES
 from ablations.stages import STAGES, RunContext, stage_dir, stage_hash, stage_status
 from ablations.study import Study, load_prompts, stable_hash
+from spliter.backends import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         data.update(n_train=len(store.split("train")), n_val=len(store.split("val")), dim=store.dim,
                     text_tokens=store.text_tokens, store_meta=store.meta)
     gen = first.config["generate"]
-    uses_backend = spec.data.source != "synthetic" or gen["enabled"]
+    uses_backend = SOURCES.get(spec.data.source).needs_backend or gen["enabled"]
     prompt_set = None
     if gen["enabled"]:
         prompts, name, digest = load_prompts(gen)
@@ -148,7 +150,9 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         "study_file": str(study.path),
         "prompt_set": prompt_set,
         # A synthetic store is written without a backend; with nothing rendered, no backend is involved at all.
-        "backend": to_dict(spec.backend) if uses_backend else None,
+        # random_weights: the backend's weights come from a seed, so its numbers measure mechanics, not quality.
+        "backend": {**to_dict(spec.backend), "random_weights": BACKENDS.get(spec.backend.name).random_weights}
+        if uses_backend else None,
         "data": data,
         "generation": gen,
         "rollout": first.config["rollout"],

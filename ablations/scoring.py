@@ -121,12 +121,7 @@ def reference_videos(ctx: RunContext, trial: Trial) -> list[np.ndarray]:
     from spliter.data.video import center_crop_square, read_video, resize_frames, sample_clip
 
     gen = trial.config["generate"]
-    encode_dir = stage_dir(ctx, trial, "encode")
-    listing = source_videos(trial, encode_dir) if trial.config["data"]["source"] != "shapes" else None
-    if listing is None:
-        from spliter.data.datasets import read_folder
-
-        listing = read_folder(encode_dir / "source")
+    listing = source_videos(trial, stage_dir(ctx, trial, "encode"))
     videos = []
     for video in listing.videos:
         clip = sample_clip(read_video(video.path), n_frames=gen["frames"], fps=1.0 / gen["dt"])

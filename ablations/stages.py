@@ -199,12 +199,7 @@ def backend_for(ctx: RunContext, trial: Trial):
     cfg = trial.config["backend"]
     key = ("backend", json.dumps(cfg, sort_keys=True), ctx.device)
     if key not in ctx.cache:
-        options: dict[str, Any] = {}
-        if cfg["name"] == "tiny" or cfg["name"] == "kandinsky22-random":
-            options["seed"] = cfg["seed"]
-        if cfg["name"] == "kandinsky22":
-            options.update({k: cfg[k] for k in ("prior", "decoder", "cache_dir") if cfg[k]})
-        ctx.cache[key] = make_backend(cfg["name"], device=ctx.device, **options)
+        ctx.cache[key] = make_backend(cfg["name"], device=ctx.device, **cfg["options"])
     return ctx.cache[key]
 
 
@@ -221,24 +216,14 @@ def store_for(ctx: RunContext, trial: Trial):
 
 
 def source_videos(trial: Trial, work: Path):
-    """The captioned videos of the study's data source (shapes are rendered into `work/source`)."""
-    from spliter.data import datasets
+    """The captioned videos of the study's data source (a source may render them into `work`)."""
+    from ablations.sources import SOURCES
 
     data = trial.config["data"]
-    source = data["source"]
-    if source == "shapes":
-        from spliter.data.shapes import write_shapes_dataset
-
-        root = write_shapes_dataset(work / "source", n_videos=data["n_videos"], frames=data["frames"],
-                                    size=data["size"], fps=data["fps"] or 8.0, seed=data["seed"])
-        return datasets.read_folder(root)
-    if source == "folder":
-        return datasets.read_folder(Path(data["path"]), caption_column=data["caption_column"])
-    if source == "msrvtt":
-        return datasets.read_msrvtt(Path(data["path"]), Path(data["videos"]))
-    if source == "tgif":
-        return datasets.read_tgif(Path(data["path"]), Path(data["videos"]))
-    raise ValueError(f"data.source {source!r} has no video files")
+    source = SOURCES.get(data["source"])
+    if source.videos is None:
+        raise ValueError(f"data.source {data['source']!r} has no video files")
+    return source.videos(data, work)
 
 
 # ---------------------------------------------------------------- stages
@@ -247,14 +232,13 @@ def source_videos(trial: Trial, work: Path):
 def _encode(ctx: RunContext, trial: Trial, work: Path) -> dict:
     data = trial.config["data"]
     store_path = work / "store"
-    if data["source"] == "synthetic":
-        from spliter.data.synthetic import write_synthetic_store
+    from ablations.sources import SOURCES
 
+    source = SOURCES.get(data["source"])
+    if source.store is not None:
         if store_path.exists():
             shutil.rmtree(store_path)
-        store = write_synthetic_store(store_path, n_videos=data["n_videos"], dim=data["dim"],
-                                      text_tokens=data["text_tokens"], frames=data["frames"], fps=data["fps"] or 4.0,
-                                      val_fraction=data["val_fraction"], noise=data["noise"], seed=data["seed"])
+        store = source.store(data, store_path)
         write_json(work / "skipped.json", [])
         return {"n_videos": len(store), "skipped": 0}
     from spliter.pipeline import encode_videos

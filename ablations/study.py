@@ -28,7 +28,7 @@ HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
 
 @dataclass
 class DataConfig:
-    source: Literal["shapes", "synthetic", "folder", "msrvtt", "tgif"] = "shapes"
+    source: str = "shapes"  # a registered data source (ablations.sources.SOURCES)
     n_videos: int = 120  # shapes / synthetic: how many clips to make
     frames: int = 12  # frames per video in the store
     fps: float | None = 8.0  # sampling rate when encoding videos (None: the video's own rate)
@@ -46,11 +46,9 @@ class DataConfig:
 
 @dataclass
 class BackendConfig:
-    name: Literal["tiny", "kandinsky22", "kandinsky22-random"] = "tiny"
-    seed: int = 0  # tiny / random weights
-    prior: str | None = None  # local folder or hub id (HF cache) of kandinsky-2-2-prior
-    decoder: str | None = None  # local folder or hub id (HF cache) of kandinsky-2-2-decoder
-    cache_dir: str | None = None
+    name: str = "tiny"  # a registered backend (spliter.backends.BACKENDS)
+    # The backend's own options, checked against its options dataclass (defaults filled in when loaded).
+    options: dict[str, Any] = field(default_factory=dict)
     prior_steps: int = 2
     prior_seed: int = 0
     guidance: float = 4.0
@@ -208,10 +206,26 @@ def load_study(name_or_path: str | Path) -> Study:
         raise StudyError(f"{path}: not valid YAML: {err}") from err
     try:
         spec = from_dict(StudyFile, raw)
+        _check_components(spec)
         trials = expand_trials(spec)
     except StudyError as err:
         raise StudyError(f"{path}: {err}") from None
     return Study(spec=spec, path=path.resolve(), trials=trials)
+
+
+def _check_components(spec: StudyFile) -> None:
+    """Names resolve in their registries; the backend's options are validated and completed in place."""
+    from ablations.sources import SOURCES
+    from spliter.backends import BACKENDS
+
+    if spec.data.source not in SOURCES:
+        raise StudyError(f"data.source: {spec.data.source!r} is not a registered data source "
+                         f"(choose one of {list(SOURCES.names())}; docs/extending.md adds one)")
+    if spec.backend.name not in BACKENDS:
+        raise StudyError(f"backend.name: {spec.backend.name!r} is not a registered backend "
+                         f"(choose one of {list(BACKENDS.names())}; docs/extending.md adds one)")
+    options = BACKENDS.get(spec.backend.name).options_class()
+    spec.backend.options = to_dict(from_dict(options, spec.backend.options, "backend.options"))
 
 
 def matrix_axes(spec: StudyFile) -> dict[str, list[str]]:

@@ -50,7 +50,9 @@ def test_quickstart_is_the_full_matrix_with_baselines():
     [
         ({"trian": {}}, "trian: unknown key"),
         ({"seeds": "zero"}, "seeds: expected a list"),
-        ({"data": {"source": "youtube"}}, "data.source: 'youtube' is not one of"),
+        ({"data": {"source": "youtube"}}, "data.source: 'youtube' is not a registered data source"),
+        ({"backend": {"name": "sdxl"}}, "backend.name: 'sdxl' is not a registered backend"),
+        ({"backend": {"name": "tiny", "options": {"colour": 1}}}, "backend.options.colour: unknown key"),
         ({"data": {"n_videos": 1.5}}, "data.n_videos: expected an integer"),
         ({"model": {"widht": 8}}, "model"),
         ({"train": {"epochs": "many"}}, "train.epochs"),
