@@ -69,7 +69,7 @@ def metric_checks(study: Study) -> list[Check]:
             checks.append(_path_check(f"metrics.clip_encoders[{i}]", weights, "open_clip weights file",
                                       "save an open_clip checkpoint there (open_clip_pytorch_model.bin or .safetensors)"))
     fvd = metrics.fvd
-    if fvd.enabled and fvd.weights != "random":
+    if "fvd" in metrics.select and fvd.weights != "random":
         checks.append(_path_check("metrics.fvd.weights", fvd.weights, "I3D weights file",
                                   "i3d_pretrained_400.pt (VideoGPT/TATS) or i3d_torchscript.pt (StyleGAN-V), see docs"))
     return checks

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.runfolder import git_state, library_versions, mark_done, write_atomic, write_json
+from ablations.runfolder import git_state, library_versions, mark_done, stage_status, write_atomic, write_json
 from ablations.schema import to_dict
 from ablations.sources import SOURCES
-from ablations.stages import STAGES, RunContext, stage_dir, stage_hash, stage_status
+from ablations.stages.context import RunContext
+from ablations.stages.plan import STAGES, applies, stage_dir, stage_hash
 from ablations.study import Study, load_prompts, stable_hash
 from spliter.backends import BACKENDS
 
@@ -178,7 +179,7 @@ def results_key(ctx: RunContext, study: Study) -> str:
     stages = []
     for trial in study.trials:
         for stage in STAGES:
-            if _needed(trial, stage):
+            if applies(trial, stage):
                 done = stage_dir(ctx, trial, stage) / "DONE"
                 stages.append([trial.trial_id, stage, done.read_text().strip(), done.stat().st_mtime_ns])
     return stable_hash({"study": study.path.read_text(), "stages": stages, "version": RESULTS_VERSION})
@@ -195,7 +196,7 @@ def collect(ctx: RunContext, study: Study | None = None, force: bool = False) ->
         f"{t.trial_id}/{s}"
         for t in study.trials
         for s in STAGES
-        if _needed(t, s) and stage_status(stage_dir(ctx, t, s), stage_hash(t, s)) != "done"
+        if applies(t, s) and stage_status(stage_dir(ctx, t, s), stage_hash(t, s)) != "done"
     ]
     if missing:
         raise IncompleteResults(
@@ -220,9 +221,3 @@ def collect(ctx: RunContext, study: Study | None = None, force: bool = False) ->
     write_atomic(ctx.root / "study.yaml", study.path.read_text())
     mark_done(out, key)
     return out
-
-
-def _needed(trial, stage: str) -> bool:
-    from ablations.stages import applies
-
-    return applies(trial, stage)

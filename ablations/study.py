@@ -74,7 +74,6 @@ class GenerateConfig:
 
 @dataclass
 class FVDConfig:
-    enabled: bool = False
     # A local weights file (i3d_pretrained_400.pt or i3d_torchscript.pt), or "random" for a random-weight I3D
     # (exercises the protocol; its rows are never a quality number and are flagged unreliable).
     weights: str = "random"
@@ -84,13 +83,21 @@ class FVDConfig:
     resize: Literal["squash", "short_side_crop"] = "squash"
 
 
+def _default_families() -> list[str]:
+    from metrics.families import DEFAULT_FAMILIES
+
+    return list(DEFAULT_FAMILIES)
+
+
 @dataclass
 class MetricsConfig:
-    embedding: bool = True  # held-out embedding metrics (step and chain mode)
+    # Metric families by name (metrics.families.METRIC_FAMILIES); those scoring videos are skipped when the
+    # study renders none.
+    select: list[str] = field(default_factory=_default_families)
     # "backend" (the generator's own CLIP image encoder) and/or "openclip:<model>@<weights file>";
     # "openclip:<model>@random" only for smoke studies (random weights: flagged in the metric name).
     clip_encoders: list[str] = field(default_factory=lambda: ["backend"])
-    fvd: FVDConfig = field(default_factory=FVDConfig)
+    fvd: FVDConfig = field(default_factory=FVDConfig)  # settings of the "fvd" family
 
 
 @dataclass
@@ -216,6 +223,7 @@ def load_study(name_or_path: str | Path) -> Study:
 def _check_components(spec: StudyFile) -> None:
     """Names resolve in their registries; the backend's options are validated and completed in place."""
     from ablations.sources import SOURCES
+    from metrics.families import METRIC_FAMILIES
     from spliter.backends import BACKENDS
 
     if spec.data.source not in SOURCES:
@@ -224,6 +232,10 @@ def _check_components(spec: StudyFile) -> None:
     if spec.backend.name not in BACKENDS:
         raise StudyError(f"backend.name: {spec.backend.name!r} is not a registered backend "
                          f"(choose one of {list(BACKENDS.names())}; docs/extending.md adds one)")
+    for i, name in enumerate(spec.metrics.select):
+        if name not in METRIC_FAMILIES:
+            raise StudyError(f"metrics.select[{i}]: {name!r} is not a registered metric family "
+                             f"(choose from {list(METRIC_FAMILIES.names())}; docs/extending.md adds one)")
     options = BACKENDS.get(spec.backend.name).options_class()
     spec.backend.options = to_dict(from_dict(options, spec.backend.options, "backend.options"))
 

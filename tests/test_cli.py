@@ -26,7 +26,7 @@ MICRO = {
     "regime": {"pairs_per_video": 4},
     "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
                  "size": 32, "decoder_steps": 1, "fps": 4.0},
-    "metrics": {"embedding": True, "clip_encoders": ["backend"], "fvd": {"enabled": False}},
+    "metrics": {"select": ["embedding", "pixel_motion", "clip"], "clip_encoders": ["backend"]},
     "variants": {"base": {}, "back": {"regime.back": True}},
     "baselines": ["static"],
 }

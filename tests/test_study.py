@@ -60,7 +60,8 @@ def test_quickstart_is_the_full_matrix_with_baselines():
         ({"variants": {"a": {"optimizer.lr": 1}}}, "variants.a.optimizer.lr"),
         ({"variants": {"static": {}}}, "reserved for a baseline"),
         ({"train": {"seed": 3}}, "train.seed: set by the harness"),
-        ({"metrics": {"fvd": {"enabled": "yes"}}}, "metrics.fvd.enabled: expected true or false"),
+        ({"metrics": {"fvd": {"frames": "many"}}}, "metrics.fvd.frames: expected an integer"),
+        ({"metrics": {"select": ["fvd", "vbench"]}}, "metrics.select[1]: 'vbench' is not a registered metric family"),
     ],
 )
 def test_invalid_studies_name_the_file_and_key_path(tmp_path, change, message):
