@@ -15,27 +15,19 @@ from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.plan import STAGES, applies, stage_dir, stage_hash
 from ablations.study import Study, load_prompts, stable_hash
+from metrics.schema import (
+    CURVE_COLUMNS,
+    RESULT_FILES,
+    RESULTS_VERSION,
+    RUN_COLUMNS,
+    SCORE_COLUMNS,
+    SCORE_DTYPES,
+    VIDEO_COLUMNS,
+)
+from spliter.atomic import atomic_path
 from spliter.backends import BACKENDS
 
 log = logging.getLogger(__name__)
-
-SCORE_COLUMNS = {
-    "study": "string", "trial_id": "string", "variant": "string", "seed": "int64", "metric": "string",
-    "metric_version": "string", "level": "string", "higher_is_better": "bool", "value": "float64", "n": "int64",
-    "reliable": "bool", "prompt_id": "string", "sample_idx": "Int64", "gen_seed": "Int64", "extra": "string",
-}
-RUN_COLUMNS = [
-    "study", "trial_id", "variant", "seed", "stage", "status", "config_hash", "config_json", "prompts_sha256",
-    "git_sha", "git_dirty", "python", "torch", "diffusers", "transformers", "open_clip", "device", "gpu_name", "dtype",
-    "deterministic", "started_at", "finished_at", "wall_s", "argv",
-]
-CURVE_COLUMNS = ["study", "trial_id", "variant", "seed", "epoch", "split", "metric", "value"]
-VIDEO_COLUMNS = ["study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed", "gif", "mp4",
-                 "frames", "size", "fps"]
-
-
-RESULTS_VERSION = 3  # bump when collect() changes what it writes
-RESULT_FILES = ("scores.parquet", "runs.parquet", "curves.parquet", "videos.parquet", "study.json")
 
 
 class IncompleteResults(RuntimeError):
@@ -43,10 +35,8 @@ class IncompleteResults(RuntimeError):
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def _scores(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -60,7 +50,7 @@ def _scores(ctx: RunContext, study: Study) -> pd.DataFrame:
         raise ValueError(f"score row without a value: trial {bad.trial_id}, metric {bad.metric}")
     frame["reliable"] = frame["reliable"].fillna(True)
     frame["extra"] = frame["extra"].fillna("{}")
-    return frame.astype(SCORE_COLUMNS)
+    return frame.astype(SCORE_DTYPES)
 
 
 def _runs(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -84,7 +74,7 @@ def _runs(ctx: RunContext, study: Study) -> pd.DataFrame:
                 "finished_at": meta.get("finished_at"), "wall_s": meta.get("wall_s"),
                 "argv": " ".join(meta.get("argv", [])),
             })
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
 def _curves(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -100,7 +90,7 @@ def _curves(ctx: RunContext, study: Study) -> pd.DataFrame:
                     rows.append({"study": study.name, "trial_id": trial.trial_id, "variant": trial.variant,
                                  "seed": trial.seed, "epoch": int(entry["epoch"]), "split": split, "metric": metric,
                                  "value": float(value)})
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
 
 
 def _videos(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -117,7 +107,7 @@ def _videos(ctx: RunContext, study: Study) -> pd.DataFrame:
                 "gif": str((gen_dir / item["gif"]).relative_to(ctx.root)),
                 "mp4": str((gen_dir / item["mp4"]).relative_to(ctx.root)),
             })
-    return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
+    return pd.DataFrame(rows, columns=list(VIDEO_COLUMNS))
 
 
 def study_protocol(ctx: RunContext, study: Study) -> dict:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from metrics.stats import mean_ci
 from reports.load import Results, variant_order
 
 LEVEL = 0.95
@@ -46,16 +46,14 @@ class Interval:
 
 
 def t_interval(values: Iterable[float], over: str, level: float = LEVEL) -> Interval:
-    """Student-t interval of the mean: mean ± t_{(1+level)/2, n-1} · sd / √n."""
+    """Student-t interval of the mean (metrics.stats.mean_ci); one value has no interval (NaN bounds)."""
     values = np.asarray(list(values), dtype=float)
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         raise SummaryError(f"no values to summarise over {over}")
-    mean = float(values.mean())
-    if n < 2:
-        return Interval(mean, math.nan, math.nan, n, f"none: 1 value over {over}")
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return Interval(mean, mean - half, mean + half, n, f"t over {n} {over}")
+    ci = mean_ci(values, level)
+    if not ci.defined:
+        return Interval(ci.estimate, math.nan, math.nan, ci.n, f"none: 1 value over {over}")
+    return Interval(ci.estimate, ci.low, ci.high, ci.n, f"t over {ci.n} {over}")
 
 
 def group_interval(rows: pd.DataFrame) -> Interval:

@@ -1,6 +1,7 @@
-"""Encode captioned videos into an embedding store, and generate videos from prompts through a rollout.
+"""Encode captioned videos into an embedding store, and render videos (uint8 frames) from prompts.
 
-Both are handed directories and know nothing of studies. Seeds are derived with `derive_seed` (sha256), so a
+Encoding is handed a directory; rendering returns frames (writing them is the caller's business). Neither
+knows anything of studies. Seeds are derived with `derive_seed` (sha256), so a
 result depends only on its inputs, never on the order or batch it was computed in.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spliter.atomic import write_atomic
 from spliter.backends.base import Backend
 from spliter.data.datasets import CaptionedVideo
 from spliter.data.store import EmbeddingStore
@@ -177,7 +178,8 @@ def encode_videos(
                     skipped.append((video.video_id, str(error)))
             encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance, val_fraction, split_seed)
             bar.update(len(batch))
-    _write_json(Path(store_path) / SKIPPED_FILE, [{"video_id": v, "reason": r} for v, r in skipped])
+    write_atomic(Path(store_path) / SKIPPED_FILE,
+                 json.dumps([{"video_id": v, "reason": r} for v, r in skipped], indent=2, sort_keys=True))
     return EncodeReport(encoded=encoded, skipped=skipped)
 
 
@@ -295,16 +297,3 @@ def _roll(
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _write_json(path: Path, payload: Any) -> Path:
-    """Write JSON atomically (temp file in the same folder, then os.replace)."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
