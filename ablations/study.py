@@ -24,6 +24,9 @@ PROMPTS_DIR = Path(__file__).parent / "prompts"
 BASELINES = ("static", "mean_motion")
 # Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
 HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
+# Rollout keys the harness decides: the mode per use (generate.mode; scoring uses step and chain), the time grid
+# from generate.frames/dt. Kept out of the trial config, so they never change a stage hash without effect.
+HARNESS_ROLLOUT_KEYS = ("mode", "frames", "dt")
 
 
 @dataclass
@@ -316,7 +319,9 @@ def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> d
     for key in HARNESS_TRAIN_KEYS:
         train.pop(key, None)
     regime = _validated_section(regime_cfg, sections["regime"], f"{at}regime")
-    rollout = _validated_section(rollout_cfg, sections["rollout"], f"{at}rollout")
+    rollout = _validated_section(rollout_cfg, sections["rollout"], f"{at}rollout", HARNESS_ROLLOUT_KEYS)
+    for key in HARNESS_ROLLOUT_KEYS:
+        rollout.pop(key, None)
     generate = to_dict(from_dict(GenerateConfig, sections["generate"], f"{at}generate"))
     metrics = to_dict(from_dict(MetricsConfig, sections["metrics"], f"{at}metrics"))
     return {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}

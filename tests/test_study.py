@@ -60,6 +60,8 @@ def test_quickstart_is_the_full_matrix_with_baselines():
         ({"variants": {"a": {"optimizer.lr": 1}}}, "variants.a.optimizer.lr"),
         ({"variants": {"static": {}}}, "reserved for a baseline"),
         ({"train": {"seed": 3}}, "train.seed: set by the harness"),
+        ({"rollout": {"dt": 0.5}}, "rollout.dt: set by the harness"),
+        ({"rollout": {"frames": 4}}, "rollout.frames: set by the harness"),
         ({"metrics": {"fvd": {"frames": "many"}}}, "metrics.fvd.frames: expected an integer"),
         ({"metrics": {"select": ["fvd", "vbench"]}}, "metrics.select[1]: 'vbench' is not a registered metric family"),
     ],
@@ -111,3 +113,8 @@ def test_prompt_sets_are_hashed_and_filtered():
     uniform, _, _ = load_prompts({"prompts": "msrvtt31-caption-uniform-v1", "prompt_tags": [], "max_prompts": None})
     assert len(uniform) == 31
     assert len({p.id for p in uniform}) == 31
+
+
+def test_rollout_time_grid_and_mode_are_not_in_the_trial_config():
+    study = load_study("quickstart")
+    assert all(not {"mode", "frames", "dt"} & set(t.config["rollout"]) for t in study.trials)
