@@ -20,7 +20,8 @@ FRAMES_KEY = "frames"  # the array's name inside each .npz
 
 
 def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
-    from spliter.data.video import write_gif, write_mp4
+    from reports.gifs import write_gif
+    from spliter.data.video import write_mp4
     from spliter.pipeline import Prompt, RenderSettings, render
 
     gen = trial.config["generate"]
