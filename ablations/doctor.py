@@ -72,6 +72,9 @@ def metric_checks(study: Study) -> list[Check]:
     if "fvd" in metrics.select and fvd.weights != "random":
         checks.append(_path_check("metrics.fvd.weights", fvd.weights, "I3D weights file",
                                   "i3d_pretrained_400.pt (VideoGPT/TATS) or i3d_torchscript.pt (StyleGAN-V), see docs"))
+    if "fid" in metrics.select and metrics.fid.weights != "random":
+        checks.append(_path_check("metrics.fid.weights", metrics.fid.weights, "Inception weights file",
+                                  "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases"))
     return checks
 
 

@@ -86,6 +86,14 @@ class FVDConfig:
     resize: Literal["squash", "short_side_crop"] = "squash"
 
 
+@dataclass
+class FIDConfig:
+    # A local torch-fidelity Inception file (weights-inception-2015-12-05-6726825d.pth), or "random" for a
+    # seeded random frame encoder (exercises the protocol only; never a quality number).
+    weights: str = "random"
+    frames: int | None = None  # the first frames of each video (None: all)
+
+
 def _default_families() -> list[str]:
     from metrics.families import DEFAULT_FAMILIES
 
@@ -101,6 +109,7 @@ class MetricsConfig:
     # "openclip:<model>@random" only for smoke studies (random weights: flagged in the metric name).
     clip_encoders: list[str] = field(default_factory=lambda: ["backend"])
     fvd: FVDConfig = field(default_factory=FVDConfig)  # settings of the "fvd" family
+    fid: FIDConfig = field(default_factory=FIDConfig)  # settings of the "fid" family (frame FID)
 
 
 @dataclass

@@ -28,6 +28,7 @@ class ScoreContext(Protocol):
     def val_records(self) -> Sequence[Any]: ...  # held-out store records
     def clip_encoders(self) -> Sequence[Any]: ...  # metrics.clip encoders of metrics.clip_encoders
     def fvd(self) -> tuple[Any, Any]: ...  # (metrics.fvd.FVDScorer, reference FeatureStats)
+    def fid(self) -> tuple[Any, Any]: ...  # (metrics.fid.FrameFID, reference videos)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def _fvd(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
     return [scorer.score([v.frames for v in videos], reference, seed=ctx.seed)]
 
 
+def _fid(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
+    scorer, reference = ctx.fid()
+    return [scorer.score([v.frames for v in videos], reference)]
+
+
 METRIC_FAMILIES.register("embedding", MetricFamily(
     _embedding, needs_videos=False, description="held-out embedding accuracy in step and chain mode"))
 METRIC_FAMILIES.register("pixel_motion", MetricFamily(
@@ -65,3 +71,5 @@ METRIC_FAMILIES.register("clip", MetricFamily(
     description="per CLIP encoder: temporal consistency, text alignment and embedding motion"))
 METRIC_FAMILIES.register("fvd", MetricFamily(
     _fvd, needs_videos=True, description="FVD against the data source's real clips (metrics.fvd.FVDScorer)"))
+METRIC_FAMILIES.register("fid", MetricFamily(
+    _fid, needs_videos=True, description="frame FID against the data source's real clips (metrics.fid.FrameFID)"))

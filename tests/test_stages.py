@@ -26,7 +26,7 @@ WIRED = {
     "regime": {"pairs_per_video": 2},
     "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 8, "dt": 0.25,
                  "size": 32, "decoder_steps": 1, "fps": 8.0},
-    "metrics": {"select": ["embedding", "pixel_motion", "clip", "fvd"],
+    "metrics": {"select": ["embedding", "pixel_motion", "clip", "fvd", "fid"],
                 "clip_encoders": ["backend", "openclip:tiny-vit@random"],
                 "fvd": {"weights": "random", "frames": 8, "resolution": 112}},
     "matrix": {"regime": {"base": {}, "back": {"regime.back": True}}},
@@ -85,3 +85,10 @@ def test_scores_come_from_the_lossless_frames_not_the_mp4(wired: Path) -> None:
         row = motion[(motion["trial_id"] == trial_id) & (motion["prompt_id"] == item["prompt_id"])]
         assert row["value"].iloc[0] == pytest.approx(pixel_motion(frames), rel=1e-12)
         assert read_video(gen_dir / item["mp4"]).frames.shape == frames.shape  # the mp4 stays, for people
+
+
+def test_frame_fid_is_a_selectable_metric(wired: Path) -> None:
+    scores = pd.read_parquet(wired / "results" / "scores.parquet")
+    fid = scores[scores["metric"].str.startswith("fid[")]
+    assert len(fid) == 4 and (fid["level"] == "set").all() and (fid["value"] >= 0).all()
+    assert {json.loads(extra)["n_reference_videos"] for extra in fid["extra"]} == {8}

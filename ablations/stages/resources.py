@@ -118,3 +118,14 @@ class Resources:
             return FVDScorer(extractor, protocol)
 
         return self._get("fvd", (json.dumps(cfg, sort_keys=True),), build)
+
+    def frame_fid(self, trial: Trial) -> Any:
+        """metrics.fid.FrameFID for `metrics.fid` (Inception weights file or "random")."""
+        from metrics.fid import FIDProtocol, FrameFID
+
+        cfg = trial.config["metrics"]["fid"]
+        protocol = FIDProtocol(frames=cfg["frames"])
+        if cfg["weights"] == "random":
+            return self._get("fid", ("random", cfg["frames"]), lambda: FrameFID.random(0, protocol, device=self.device))
+        return self._get("fid", (cfg["weights"], cfg["frames"]),
+                         lambda: FrameFID.from_weights(cfg["weights"], protocol, device=self.device))

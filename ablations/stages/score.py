@@ -87,6 +87,10 @@ class TrialScoring:
         cached = (cache / f"fvd-ref-{scorer.cache_key(key)}.npz").is_file()
         return scorer, scorer.reference_stats([] if cached else self.reference_videos(), cache, key)
 
+    def fid(self) -> tuple[Any, list[np.ndarray]]:
+        """The frame-FID scorer and the real reference clips."""
+        return self.resources.frame_fid(self.trial), self.reference_videos()
+
     def reference_videos(self) -> list[np.ndarray]:
         """Real clips of the study's data source, sampled like the generated videos (frames, rate, size)."""
         from ablations.sources import SOURCES
