@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import torch
 from tqdm.auto import tqdm
 
 from ablations.stages.context import RunContext
@@ -123,8 +125,6 @@ class PoolExecutor:
         self.processes: list = []
 
     def __enter__(self):
-        import torch
-
         mp = multiprocessing.get_context("spawn")
         self.tasks, self.results = mp.Queue(), mp.Queue()
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -154,8 +154,6 @@ class PoolExecutor:
             yield payload
 
     def _next(self) -> tuple[str, object]:
-        import queue
-
         while True:
             try:
                 return self.results.get(timeout=1.0)
@@ -184,7 +182,7 @@ class RayExecutor:
         self.ctx, self.workers, self.address = ctx, max(workers, 1), address
 
     def __enter__(self):
-        try:
+        try:  # optional dependency: only this launcher needs it
             import ray
         except ImportError as err:
             raise RuntimeError("the ray launcher needs Ray: pip install -e '.[ray]'") from err

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spliter.data.datasets import read_folder, read_msrvtt, read_tgif
+from spliter.data.shapes import write_shapes_dataset
+from spliter.data.synthetic import write_synthetic_store
 from spliter.registry import Registry
 
 
@@ -57,9 +60,6 @@ def required_paths(*keys: str) -> Callable[[dict[str, Any]], list[str]]:
 
 
 def _shapes(data: dict[str, Any], work: Path) -> Any:
-    from spliter.data.datasets import read_folder
-    from spliter.data.shapes import write_shapes_dataset
-
     root = work / "source"
     # Deterministic from the data section: rendered once, then read again (the FVD reference clips).
     if not (root / "captions.csv").exists():
@@ -69,26 +69,18 @@ def _shapes(data: dict[str, Any], work: Path) -> Any:
 
 
 def _folder(data: dict[str, Any], work: Path) -> Any:
-    from spliter.data.datasets import read_folder
-
     return read_folder(Path(data["path"]), caption_column=data["caption_column"])
 
 
 def _msrvtt(data: dict[str, Any], work: Path) -> Any:
-    from spliter.data.datasets import read_msrvtt
-
     return read_msrvtt(Path(data["path"]), Path(data["videos"]))
 
 
 def _tgif(data: dict[str, Any], work: Path) -> Any:
-    from spliter.data.datasets import read_tgif
-
     return read_tgif(Path(data["path"]), Path(data["videos"]))
 
 
 def _synthetic(data: dict[str, Any], path: Path) -> Any:
-    from spliter.data.synthetic import write_synthetic_store
-
     return write_synthetic_store(path, n_videos=data["n_videos"], dim=data["dim"], text_tokens=data["text_tokens"],
                                  frames=data["frames"], fps=data["fps"] or 4.0, val_fraction=data["val_fraction"],
                                  noise=data["noise"], seed=data["seed"])

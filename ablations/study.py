@@ -95,7 +95,7 @@ class FIDConfig:
 
 
 def _default_families() -> list[str]:
-    from metrics.families import DEFAULT_FAMILIES
+    from metrics.families import DEFAULT_FAMILIES  # torch: see _library_configs
 
     return list(DEFAULT_FAMILIES)
 
@@ -234,6 +234,7 @@ def load_study(name_or_path: str | Path) -> Study:
 
 def _check_components(spec: StudyFile) -> None:
     """Names resolve in their registries; the backend's options are validated and completed in place."""
+    # Imported here for the same reason as _library_configs (the registries' modules import torch).
     from ablations.sources import SOURCES
     from metrics.families import METRIC_FAMILIES
     from spliter.backends import BACKENDS
@@ -291,7 +292,8 @@ def _variants(spec: StudyFile) -> dict[str, VariantSpec]:
 
 
 def _library_configs():
-    # Imported lazily: `plan` and `doctor` must work without loading torch-heavy code first.
+    # Imported when a study is loaded, not when ablations.cli is: these pull in torch (5 s measured on the
+    # shared 2-core machine, ~3 s idle), which `spliter-bench --help` and a bad command line never need.
     from spliter.models import SpliterConfig
     from spliter.regimes import RegimeConfig
     from spliter.rollout import RolloutConfig

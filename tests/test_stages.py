@@ -44,7 +44,9 @@ def wired(tmp_path_factory) -> Path:
 
 
 def stage_metas(root: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in root.rglob("meta.json")]
+    """The meta.json of every stage folder (encode/<hash>/ and trials/<id>/<stage>/)."""
+    paths = [*root.glob("encode/*/meta.json"), *root.glob("trials/*/*/meta.json")]
+    return [json.loads(path.read_text()) for path in paths]
 
 
 def test_each_worker_process_loads_the_backend_once_across_trials_and_stages(wired: Path) -> None:

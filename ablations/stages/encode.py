@@ -11,6 +11,8 @@ from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
 from ablations.study import Trial
+from spliter.data.store import EmbeddingStore
+from spliter.pipeline import encode_videos
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,6 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         store = source.store(data, store_path)
         write_json(work / "skipped.json", [])
         return {"n_videos": len(store), "skipped": 0}
-    from spliter.data.store import EmbeddingStore
-    from spliter.pipeline import encode_videos
 
     listing = source.videos(data, work)
     backend_cfg = trial.config["backend"]

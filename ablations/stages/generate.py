@@ -7,6 +7,7 @@ score depends on codec noise), `.mp4` and `.gif` for people, `.json` the record 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,14 @@ from ablations.runfolder import write_atomic, write_json
 from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
 from ablations.study import Trial, load_prompts
+from reports.gifs import write_gif
+from spliter.data.video import write_mp4
+from spliter.pipeline import Prompt, RenderSettings, render
 
 FRAMES_KEY = "frames"  # the array's name inside each .npz
 
 
 def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
-    from reports.gifs import write_gif
-    from spliter.data.video import write_mp4
-    from spliter.pipeline import Prompt, RenderSettings, render
 
     gen = trial.config["generate"]
     prompts, set_name, sha = load_prompts(gen)
@@ -50,8 +51,6 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
 
 def save_frames(path: Path, frames: np.ndarray) -> None:
     """uint8 (F, H, W, 3) frames, compressed losslessly, written atomically."""
-    import io
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{FRAMES_KEY: np.ascontiguousarray(frames, dtype=np.uint8)})
     write_atomic(path, buffer.getvalue())

@@ -3,6 +3,9 @@
 One Resources object lives as long as its process (the launcher's own process, a pool worker, a Ray actor) and
 is reused across trials and stages; `loads` counts what was actually built, and every stage's meta.json
 records it with the process id, so a run folder shows that nothing was loaded twice.
+
+Imports are at module level: none of them is heavy (open_clip and each backend's diffusers/transformers are
+imported only when an encoder or a backend is built: see metrics.clip and spliter.backends.BACKENDS).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from ablations.runfolder import stage_status
 from ablations.stages.context import RunContext
 from ablations.stages.plan import stage_dir, stage_hash
 from ablations.study import Trial
+from metrics.clip import BackendClipEncoder, OpenClipEncoder, register_open_clip_config
+from metrics.fid import FIDProtocol, FrameFID
+from metrics.fvd import FVDProtocol, FVDScorer, I3DFeatureExtractor
+from spliter.backends import make_backend, resolve_device
+from spliter.data.store import EmbeddingStore
+from spliter.models import load_spliter
+from spliter.rollout import MeanMotionRollout, RolloutConfig, SpliterRollout, StaticRollout
 
 
 class Resources:
@@ -40,22 +50,16 @@ class Resources:
 
     @property
     def device(self) -> Any:
-        from spliter.backends import resolve_device
-
         return resolve_device(self.ctx.device)
 
     def backend(self, trial: Trial) -> Any:
         """The trial's backend (shared by every trial with the same backend section)."""
-        from spliter.backends import make_backend
-
         cfg = trial.config["backend"]
         return self._get("backend", (json.dumps(cfg, sort_keys=True),),
                          lambda: make_backend(cfg["name"], device=self.ctx.device, **cfg["options"]))
 
     def store(self, trial: Trial) -> Any:
         """The trial's embedding store; its encode stage must be done."""
-        from spliter.data.store import EmbeddingStore
-
         folder = stage_dir(self.ctx, trial, "encode")
         if stage_status(folder, stage_hash(trial, "encode")) != "done":
             raise RuntimeError(f"trial {trial.trial_id}: the encode stage is not done ({folder}); run it first")
@@ -67,14 +71,10 @@ class Resources:
                          lambda: self._build_rollout(trial, mode))
 
     def _build_rollout(self, trial: Trial, mode: str) -> Any:
-        from spliter.rollout import MeanMotionRollout, RolloutConfig, SpliterRollout, StaticRollout
-
         if trial.kind == "baseline":
             if trial.config["baseline"] == "static":
                 return StaticRollout()
             return MeanMotionRollout.fit(self.store(trial), split="train")
-        from spliter.models import load_spliter
-
         checkpoint = stage_dir(self.ctx, trial, "train") / "checkpoints" / "best.pt"
         model = load_spliter(checkpoint, map_location=self.device)
         rollout = SpliterRollout(model, RolloutConfig(**{**trial.config["rollout"], "mode": mode}))
@@ -87,8 +87,6 @@ class Resources:
         return [self._clip_encoder(trial, spec) for spec in trial.config["metrics"]["clip_encoders"]]
 
     def _clip_encoder(self, trial: Trial, spec: str) -> Any:
-        from metrics.clip import BackendClipEncoder, OpenClipEncoder, register_open_clip_config
-
         if spec == "backend":
             return BackendClipEncoder(self.backend(trial))
         model, _, weights = spec.removeprefix("openclip:").partition("@")
@@ -104,8 +102,6 @@ class Resources:
 
     def fvd_scorer(self, trial: Trial) -> Any:
         """metrics.fvd.FVDScorer for `metrics.fvd` (weights file or "random")."""
-        from metrics.fvd import FVDProtocol, FVDScorer, I3DFeatureExtractor
-
         cfg = trial.config["metrics"]["fvd"]
 
         def build() -> Any:
@@ -121,8 +117,6 @@ class Resources:
 
     def frame_fid(self, trial: Trial) -> Any:
         """metrics.fid.FrameFID for `metrics.fid` (Inception weights file or "random")."""
-        from metrics.fid import FIDProtocol, FrameFID
-
         cfg = trial.config["metrics"]["fid"]
         protocol = FIDProtocol(frames=cfg["frames"])
         if cfg["weights"] == "random":

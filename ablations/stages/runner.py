@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ablations.runfolder import (
     mark_done,
     stage_lock,
@@ -83,6 +85,4 @@ def _reset_partial(work: Path, digest: str, keep: bool) -> None:
 
 
 def _set_threads(trial: Trial) -> None:
-    import torch
-
     torch.set_num_threads(int(trial.config["resources"]["threads"]))

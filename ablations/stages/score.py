@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.generate import load_frames
 from ablations.stages.plan import stage_dir, stage_hash
 from ablations.stages.resources import Resources
 from ablations.study import Trial
+from metrics.families import METRIC_FAMILIES
+from metrics.suite import GeneratedSample
+from spliter.data.video import center_crop_square, read_video, resize_frames, sample_clip
 
 
 def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
@@ -30,7 +34,6 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
 
 def score_trial(scoring: TrialScoring) -> list[dict[str, Any]]:
     """Rows of every selected family, in the order of metrics.select; video families need rendered videos."""
-    from metrics.families import METRIC_FAMILIES
 
     trial = scoring.trial
     rendered = bool(trial.config["generate"]["enabled"])
@@ -59,8 +62,6 @@ class TrialScoring:
     @cached_property
     def videos(self) -> list[Any]:
         """The generated videos with their identity, from the lossless frames."""
-        from metrics.suite import GeneratedSample
-
         gen_dir = stage_dir(self.ctx, self.trial, "generate")
         index = json.loads((gen_dir / "videos.json").read_text())
         return [GeneratedSample(item["prompt_id"], item["sample_idx"], item["gen_seed"], item["prompt"],
@@ -93,9 +94,6 @@ class TrialScoring:
 
     def reference_videos(self) -> list[np.ndarray]:
         """Real clips of the study's data source, sampled like the generated videos (frames, rate, size)."""
-        from ablations.sources import SOURCES
-        from spliter.data.video import center_crop_square, read_video, resize_frames, sample_clip
-
         gen, data = self.trial.config["generate"], self.trial.config["data"]
         listing = SOURCES.get(data["source"]).videos(data, stage_dir(self.ctx, self.trial, "encode"))
         videos = []

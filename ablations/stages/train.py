@@ -8,12 +8,12 @@ from ablations.runfolder import write_json
 from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
 from ablations.study import Trial
+from spliter.models import SpliterConfig
+from spliter.regimes import RegimeConfig
+from spliter.train import TrainConfig, train
 
 
 def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
-    from spliter.models import SpliterConfig
-    from spliter.regimes import RegimeConfig
-    from spliter.train import TrainConfig, train
 
     store = resources.store(trial)
     cfg = trial.config
