@@ -115,7 +115,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     spec = study.spec
     first = study.trials[0]
     sha, dirty = git_state()
-    data: dict = dict(to_dict(spec.data))
+    data: dict = {**to_dict(spec.data), "note": SOURCES.get(spec.data.source).note}
     encode_meta = stage_dir(ctx, first, "encode") / "meta.json"
     if encode_meta.exists():
         from spliter.data.store import EmbeddingStore

@@ -29,6 +29,7 @@ class DataSource:
     store: Callable[[dict[str, Any], Path], Any] | None = None
     # data section -> one line per problem (a missing file, an unset key); empty when the source can be read
     problems: Callable[[dict[str, Any]], list[str]] = lambda data: []
+    note: str = ""  # what the report says about numbers measured on this source (study.json data.note)
 
     def __post_init__(self) -> None:
         if (self.videos is None) == (self.store is None):
@@ -87,7 +88,10 @@ def _synthetic(data: dict[str, Any], path: Path) -> Any:
 
 
 SOURCES.register("shapes", DataSource("procedural shape videos rendered on the fly", videos=_shapes))
-SOURCES.register("synthetic", DataSource("synthetic CLIP-like trajectories written as a store", store=_synthetic))
+SOURCES.register("synthetic", DataSource(
+    "synthetic CLIP-like trajectories written as a store", store=_synthetic,
+    note="Data: synthetic ground-truth trajectories (`spliter.data.synthetic`), whose motion follows from the "
+         "caption. A known-answer test of the method's training and rollouts, not of Kandinsky 2.2."))
 SOURCES.register("folder", DataSource("a folder of videos with captions.csv (video_id,caption)", videos=_folder,
                                       problems=required_paths("path")))
 SOURCES.register("msrvtt", DataSource("the MSR-VTT 1k-A csv (key,vid_key,video_id,sentence) and its videos",
