@@ -53,7 +53,7 @@ def _load(study: str) -> Study:
 
 
 def _context(study: Study, out: Path, device: str, force: bool):
-    from ablations.stages import RunContext
+    from ablations.stages.context import RunContext
 
     return RunContext(study_path=study.path, root=(out / study.name).resolve(), device=device, force=force)
 
@@ -109,7 +109,7 @@ def doctor(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), device: D
 def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """List the trials of a study with the status of each stage: done / pending / stale."""
-    from ablations.stages import STAGES, status_of
+    from ablations.stages.plan import STAGES, status_of
 
     spec = _load(study)
     ctx = _context(spec, out, "cpu", False)
@@ -133,7 +133,7 @@ def _stage_command(stage: str):
                 device: DeviceOpt = "auto", force: ForceOpt = False, launcher: LauncherOpt = "local",
                 workers: WorkersOpt = 1, ray_address: RayOpt = None) -> None:
         spec = _load(study)
-        from ablations.stages import STAGES
+        from ablations.stages.plan import STAGES
 
         stages = STAGES[: STAGES.index(stage) + 1]  # a stage needs the ones before it
         outcomes = _launch(spec, stages, out=out, only=only, device=device, force=force, launcher=launcher,
@@ -184,7 +184,7 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
         no_report: Annotated[bool, typer.Option("--no-report", help="stop after collecting the results")] = False) -> None:
     """All stages (encode, train, generate, score), then collect, then the report."""
     from ablations.results import collect as collect_results
-    from ablations.stages import STAGES
+    from ablations.stages.plan import STAGES
 
     spec = _load(study)
     if dry_run:

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablations.schema import to_dict
 from ablations.study import Study, StudyError, load_prompts, prompt_file
 
 
@@ -26,31 +27,28 @@ def _path_check(name: str, path: str | None, what: str, hint: str) -> Check:
 
 
 def data_checks(study: Study) -> list[Check]:
-    data = study.spec.data
-    if data.source in ("shapes", "synthetic"):
-        return [Check("data", True, f"built-in {data.source} dataset ({data.n_videos} videos, made on the fly)")]
-    hints = {
-        "folder": "a folder of videos with captions.csv (video_id,caption)",
-        "msrvtt": "the MSR-VTT 1k-A csv (key,vid_key,video_id,sentence)",
-        "tgif": "tgif-v1.0.tsv (url<TAB>caption)",
-    }
-    checks = [_path_check("data.path", data.path, f"{data.source} dataset", f"expected {hints[data.source]}")]
-    if data.source in ("msrvtt", "tgif"):
-        checks.append(_path_check("data.videos", data.videos, f"{data.source} video folder",
-                                  "download the videos and point data.videos at their folder"))
-    return checks
+    from ablations.sources import SOURCES
+
+    data = to_dict(study.spec.data)
+    source = SOURCES.get(data["source"])
+    found = source.problems(data)
+    if not found:
+        return [Check("data", True, f"{data['source']}: {source.hint}")]
+    return [Check("data", False, f"{line} (expected {source.hint})") for line in found]
 
 
 def backend_checks(study: Study) -> list[Check]:
-    backend = study.spec.backend
-    if backend.name != "kandinsky22":
-        return [Check("backend", True, f"{backend.name}: random weights built from a seed, nothing to load")]
-    from spliter.backends import missing_weights
+    from ablations.sources import SOURCES
+    from spliter.backends import BACKENDS, missing_weights
 
-    options = {k: getattr(backend, k) for k in ("prior", "decoder", "cache_dir") if getattr(backend, k)}
-    missing = missing_weights("kandinsky22", **options)
+    backend = study.spec.backend
+    if not SOURCES.get(study.spec.data.source).needs_backend and not study.spec.generate.enabled:
+        return [Check("backend", True, "not used: the data source writes its own store and nothing is rendered")]
+    spec = BACKENDS.get(backend.name)
+    missing = missing_weights(backend.name, **backend.options)
     if not missing:
-        return [Check("backend", True, "kandinsky22: prior and decoder weights found")]
+        how = "random weights built from a seed, nothing to load" if spec.random_weights else "weights found"
+        return [Check("backend", True, f"{backend.name}: {how}")]
     return [Check("backend", False, line) for line in missing]
 
 
@@ -71,9 +69,12 @@ def metric_checks(study: Study) -> list[Check]:
             checks.append(_path_check(f"metrics.clip_encoders[{i}]", weights, "open_clip weights file",
                                       "save an open_clip checkpoint there (open_clip_pytorch_model.bin or .safetensors)"))
     fvd = metrics.fvd
-    if fvd.enabled and fvd.weights != "random":
+    if "fvd" in metrics.select and fvd.weights != "random":
         checks.append(_path_check("metrics.fvd.weights", fvd.weights, "I3D weights file",
                                   "i3d_pretrained_400.pt (VideoGPT/TATS) or i3d_torchscript.pt (StyleGAN-V), see docs"))
+    if "fid" in metrics.select and metrics.fid.weights != "random":
+        checks.append(_path_check("metrics.fid.weights", metrics.fid.weights, "Inception weights file",
+                                  "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases"))
     return checks
 
 

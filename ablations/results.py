@@ -9,30 +9,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.runfolder import git_state, library_versions, mark_done, write_atomic, write_json
+from ablations.runfolder import git_state, library_versions, mark_done, stage_status, write_atomic, write_json
 from ablations.schema import to_dict
-from ablations.stages import STAGES, RunContext, stage_dir, stage_hash, stage_status
+from ablations.sources import SOURCES
+from ablations.stages.context import RunContext
+from ablations.stages.plan import STAGES, applies, stage_dir, stage_hash
 from ablations.study import Study, load_prompts, stable_hash
+from metrics.schema import (
+    CURVE_COLUMNS,
+    RESULT_FILES,
+    RESULTS_VERSION,
+    RUN_COLUMNS,
+    SCORE_COLUMNS,
+    SCORE_DTYPES,
+    VIDEO_COLUMNS,
+)
+from spliter.atomic import atomic_path
+from spliter.backends import BACKENDS
 
 log = logging.getLogger(__name__)
-
-SCORE_COLUMNS = {
-    "study": "string", "trial_id": "string", "variant": "string", "seed": "int64", "metric": "string",
-    "metric_version": "string", "level": "string", "higher_is_better": "bool", "value": "float64", "n": "int64",
-    "reliable": "bool", "prompt_id": "string", "sample_idx": "Int64", "gen_seed": "Int64", "extra": "string",
-}
-RUN_COLUMNS = [
-    "study", "trial_id", "variant", "seed", "stage", "status", "config_hash", "config_json", "prompts_sha256",
-    "git_sha", "git_dirty", "python", "torch", "diffusers", "transformers", "open_clip", "device", "gpu_name", "dtype",
-    "deterministic", "started_at", "finished_at", "wall_s", "argv",
-]
-CURVE_COLUMNS = ["study", "trial_id", "variant", "seed", "epoch", "split", "metric", "value"]
-VIDEO_COLUMNS = ["study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed", "gif", "mp4",
-                 "frames", "size", "fps"]
-
-
-RESULTS_VERSION = 2  # bump when collect() changes what it writes
-RESULT_FILES = ("scores.parquet", "runs.parquet", "curves.parquet", "videos.parquet", "study.json")
 
 
 class IncompleteResults(RuntimeError):
@@ -40,10 +35,8 @@ class IncompleteResults(RuntimeError):
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def _scores(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -57,7 +50,7 @@ def _scores(ctx: RunContext, study: Study) -> pd.DataFrame:
         raise ValueError(f"score row without a value: trial {bad.trial_id}, metric {bad.metric}")
     frame["reliable"] = frame["reliable"].fillna(True)
     frame["extra"] = frame["extra"].fillna("{}")
-    return frame.astype(SCORE_COLUMNS)
+    return frame.astype(SCORE_DTYPES)
 
 
 def _runs(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -81,7 +74,7 @@ def _runs(ctx: RunContext, study: Study) -> pd.DataFrame:
                 "finished_at": meta.get("finished_at"), "wall_s": meta.get("wall_s"),
                 "argv": " ".join(meta.get("argv", [])),
             })
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
 def _curves(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -97,7 +90,7 @@ def _curves(ctx: RunContext, study: Study) -> pd.DataFrame:
                     rows.append({"study": study.name, "trial_id": trial.trial_id, "variant": trial.variant,
                                  "seed": trial.seed, "epoch": int(entry["epoch"]), "split": split, "metric": metric,
                                  "value": float(value)})
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
 
 
 def _videos(ctx: RunContext, study: Study) -> pd.DataFrame:
@@ -114,7 +107,7 @@ def _videos(ctx: RunContext, study: Study) -> pd.DataFrame:
                 "gif": str((gen_dir / item["gif"]).relative_to(ctx.root)),
                 "mp4": str((gen_dir / item["mp4"]).relative_to(ctx.root)),
             })
-    return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
+    return pd.DataFrame(rows, columns=list(VIDEO_COLUMNS))
 
 
 def study_protocol(ctx: RunContext, study: Study) -> dict:
@@ -122,7 +115,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     spec = study.spec
     first = study.trials[0]
     sha, dirty = git_state()
-    data: dict = dict(to_dict(spec.data))
+    data: dict = {**to_dict(spec.data), "note": SOURCES.get(spec.data.source).note}
     encode_meta = stage_dir(ctx, first, "encode") / "meta.json"
     if encode_meta.exists():
         from spliter.data.store import EmbeddingStore
@@ -131,7 +124,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         data.update(n_train=len(store.split("train")), n_val=len(store.split("val")), dim=store.dim,
                     text_tokens=store.text_tokens, store_meta=store.meta)
     gen = first.config["generate"]
-    uses_backend = spec.data.source != "synthetic" or gen["enabled"]
+    uses_backend = SOURCES.get(spec.data.source).needs_backend or gen["enabled"]
     prompt_set = None
     if gen["enabled"]:
         prompts, name, digest = load_prompts(gen)
@@ -148,7 +141,9 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         "study_file": str(study.path),
         "prompt_set": prompt_set,
         # A synthetic store is written without a backend; with nothing rendered, no backend is involved at all.
-        "backend": to_dict(spec.backend) if uses_backend else None,
+        # random_weights: the backend's weights come from a seed, so its numbers measure mechanics, not quality.
+        "backend": {**to_dict(spec.backend), "random_weights": BACKENDS.get(spec.backend.name).random_weights}
+        if uses_backend else None,
         "data": data,
         "generation": gen,
         "rollout": first.config["rollout"],
@@ -162,6 +157,8 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         "variant_order": study.variant_order(),
         "baselines": list(spec.baselines),
         "headline_metric": spec.headline_metric,
+        # Matrix axis -> level names in file order; the first level is the axis's reference (docs/results.md).
+        "axes": study.axes,
         "variants": variants,
         "created_at": datetime.now(UTC).isoformat(),
     }
@@ -172,7 +169,7 @@ def results_key(ctx: RunContext, study: Study) -> str:
     stages = []
     for trial in study.trials:
         for stage in STAGES:
-            if _needed(trial, stage):
+            if applies(trial, stage):
                 done = stage_dir(ctx, trial, stage) / "DONE"
                 stages.append([trial.trial_id, stage, done.read_text().strip(), done.stat().st_mtime_ns])
     return stable_hash({"study": study.path.read_text(), "stages": stages, "version": RESULTS_VERSION})
@@ -189,7 +186,7 @@ def collect(ctx: RunContext, study: Study | None = None, force: bool = False) ->
         f"{t.trial_id}/{s}"
         for t in study.trials
         for s in STAGES
-        if _needed(t, s) and stage_status(stage_dir(ctx, t, s), stage_hash(t, s)) != "done"
+        if applies(t, s) and stage_status(stage_dir(ctx, t, s), stage_hash(t, s)) != "done"
     ]
     if missing:
         raise IncompleteResults(
@@ -214,9 +211,3 @@ def collect(ctx: RunContext, study: Study | None = None, force: bool = False) ->
     write_atomic(ctx.root / "study.yaml", study.path.read_text())
     mark_done(out, key)
     return out
-
-
-def _needed(trial, stage: str) -> bool:
-    from ablations.stages import applies
-
-    return applies(trial, stage)

@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
+from spliter.atomic import write_atomic
+
+__all__ = ["write_atomic"]  # the one atomic write (spliter.atomic), re-exported for the harness
 LIBRARIES = ("torch", "torchvision", "diffusers", "transformers", "open_clip_torch", "torchmetrics", "numpy", "pandas")
 
 
@@ -44,14 +47,6 @@ class RunFolder:
     @property
     def report(self) -> Path:
         return self.root / "report"
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write via a temporary file in the same folder and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -24,11 +24,14 @@ PROMPTS_DIR = Path(__file__).parent / "prompts"
 BASELINES = ("static", "mean_motion")
 # Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
 HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
+# Rollout keys the harness decides: the mode per use (generate.mode; scoring uses step and chain), the time grid
+# from generate.frames/dt. Kept out of the trial config, so they never change a stage hash without effect.
+HARNESS_ROLLOUT_KEYS = ("mode", "frames", "dt")
 
 
 @dataclass
 class DataConfig:
-    source: Literal["shapes", "synthetic", "folder", "msrvtt", "tgif"] = "shapes"
+    source: str = "shapes"  # a registered data source (ablations.sources.SOURCES)
     n_videos: int = 120  # shapes / synthetic: how many clips to make
     frames: int = 12  # frames per video in the store
     fps: float | None = 8.0  # sampling rate when encoding videos (None: the video's own rate)
@@ -46,11 +49,9 @@ class DataConfig:
 
 @dataclass
 class BackendConfig:
-    name: Literal["tiny", "kandinsky22", "kandinsky22-random"] = "tiny"
-    seed: int = 0  # tiny / random weights
-    prior: str | None = None  # local folder or hub id (HF cache) of kandinsky-2-2-prior
-    decoder: str | None = None  # local folder or hub id (HF cache) of kandinsky-2-2-decoder
-    cache_dir: str | None = None
+    name: str = "tiny"  # a registered backend (spliter.backends.BACKENDS)
+    # The backend's own options, checked against its options dataclass (defaults filled in when loaded).
+    options: dict[str, Any] = field(default_factory=dict)
     prior_steps: int = 2
     prior_seed: int = 0
     guidance: float = 4.0
@@ -76,7 +77,6 @@ class GenerateConfig:
 
 @dataclass
 class FVDConfig:
-    enabled: bool = False
     # A local weights file (i3d_pretrained_400.pt or i3d_torchscript.pt), or "random" for a random-weight I3D
     # (exercises the protocol; its rows are never a quality number and are flagged unreliable).
     weights: str = "random"
@@ -87,12 +87,29 @@ class FVDConfig:
 
 
 @dataclass
+class FIDConfig:
+    # A local torch-fidelity Inception file (weights-inception-2015-12-05-6726825d.pth), or "random" for a
+    # seeded random frame encoder (exercises the protocol only; never a quality number).
+    weights: str = "random"
+    frames: int | None = None  # the first frames of each video (None: all)
+
+
+def _default_families() -> list[str]:
+    from metrics.families import DEFAULT_FAMILIES  # torch: see _library_configs
+
+    return list(DEFAULT_FAMILIES)
+
+
+@dataclass
 class MetricsConfig:
-    embedding: bool = True  # held-out embedding metrics (step and chain mode)
+    # Metric families by name (metrics.families.METRIC_FAMILIES); those scoring videos are skipped when the
+    # study renders none.
+    select: list[str] = field(default_factory=_default_families)
     # "backend" (the generator's own CLIP image encoder) and/or "openclip:<model>@<weights file>";
     # "openclip:<model>@random" only for smoke studies (random weights: flagged in the metric name).
     clip_encoders: list[str] = field(default_factory=lambda: ["backend"])
-    fvd: FVDConfig = field(default_factory=FVDConfig)
+    fvd: FVDConfig = field(default_factory=FVDConfig)  # settings of the "fvd" family
+    fid: FIDConfig = field(default_factory=FIDConfig)  # settings of the "fid" family (frame FID)
 
 
 @dataclass
@@ -132,7 +149,7 @@ class Trial:
     seed: int
     kind: str  # "spliter" | "baseline"
     config: dict  # the resolved configuration (plain data)
-    factors: dict  # value of each ablation axis, for reports
+    factors: dict  # matrix axis -> level name of this trial (empty for baselines and named variants)
 
     @property
     def config_hash(self) -> str:
@@ -158,6 +175,11 @@ class Study:
             if trial.trial_id == trial_id:
                 return trial
         raise KeyError(f"study '{self.name}' has no trial '{trial_id}' (see `spliter-bench plan {self.path}`)")
+
+    @property
+    def axes(self) -> dict[str, list[str]]:
+        """Each `matrix:` axis with its level names in file order; the first level is the axis's reference."""
+        return matrix_axes(self.spec)
 
     def variant_order(self) -> list[str]:
         order: list[str] = []
@@ -203,26 +225,66 @@ def load_study(name_or_path: str | Path) -> Study:
         raise StudyError(f"{path}: not valid YAML: {err}") from err
     try:
         spec = from_dict(StudyFile, raw)
+        _check_components(spec)
         trials = expand_trials(spec)
     except StudyError as err:
         raise StudyError(f"{path}: {err}") from None
     return Study(spec=spec, path=path.resolve(), trials=trials)
 
 
-def _variant_overrides(spec: StudyFile) -> dict[str, dict[str, Any]]:
-    variants = dict(spec.variants)
-    if spec.matrix:
-        axes = list(spec.matrix.items())
-        for combo in itertools.product(*[list(levels.items()) for _, levels in axes]):
-            names = [combo[0][0]] + [
-                level for (_, levels), (level, _) in zip(axes[1:], combo[1:], strict=True) if level != next(iter(levels))
-            ]
-            overrides: dict[str, Any] = {}
-            for _, level_overrides in combo:
-                overrides.update(level_overrides or {})
-            variants["-".join(names)] = overrides
+def _check_components(spec: StudyFile) -> None:
+    """Names resolve in their registries; the backend's options are validated and completed in place."""
+    # Imported here for the same reason as _library_configs (the registries' modules import torch).
+    from ablations.sources import SOURCES
+    from metrics.families import METRIC_FAMILIES
+    from spliter.backends import BACKENDS
+
+    if spec.data.source not in SOURCES:
+        raise StudyError(f"data.source: {spec.data.source!r} is not a registered data source "
+                         f"(choose one of {list(SOURCES.names())}; docs/extending.md adds one)")
+    if spec.backend.name not in BACKENDS:
+        raise StudyError(f"backend.name: {spec.backend.name!r} is not a registered backend "
+                         f"(choose one of {list(BACKENDS.names())}; docs/extending.md adds one)")
+    for i, name in enumerate(spec.metrics.select):
+        if name not in METRIC_FAMILIES:
+            raise StudyError(f"metrics.select[{i}]: {name!r} is not a registered metric family "
+                             f"(choose from {list(METRIC_FAMILIES.names())}; docs/extending.md adds one)")
+    options = BACKENDS.get(spec.backend.name).options_class()
+    spec.backend.options = to_dict(from_dict(options, spec.backend.options, "backend.options"))
+
+
+def matrix_axes(spec: StudyFile) -> dict[str, list[str]]:
+    """`matrix:` axis -> its level names in file order (the first level is the axis's reference)."""
+    return {axis: list(levels) for axis, levels in spec.matrix.items()}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    overrides: dict[str, Any]  # dotted key -> value, merged over the shared sections
+    factors: dict[str, str]  # matrix axis -> level name (empty for a named variant)
+
+
+def _variants(spec: StudyFile) -> dict[str, VariantSpec]:
+    """Named variants, then the matrix product named by its first axis's level and the non-reference levels."""
+    variants = {name: VariantSpec(overrides or {}, {}) for name, overrides in spec.variants.items()}
+    axes = list(spec.matrix.items())
+    for axis, levels in axes:
+        if not levels:
+            raise StudyError(f"matrix.{axis}: give at least one level")
+    for combo in itertools.product(*[list(levels.items()) for _, levels in axes]) if axes else ():
+        factors = {axis: level for (axis, _), (level, _) in zip(axes, combo, strict=True)}
+        names = [combo[0][0]] + [
+            level for (_, levels), (level, _) in zip(axes[1:], combo[1:], strict=True) if level != next(iter(levels))
+        ]
+        overrides: dict[str, Any] = {}
+        for _, level_overrides in combo:
+            overrides.update(level_overrides or {})
+        name = "-".join(names)
+        if name in variants:
+            raise StudyError(f"matrix: the combination {factors} is named {name!r}, which is already a variant")
+        variants[name] = VariantSpec(overrides, factors)
     if not variants:
-        variants["base"] = {}
+        variants["base"] = VariantSpec({}, {})
     clash = set(variants) & set(BASELINES)
     if clash:
         raise StudyError(f"variants.{sorted(clash)[0]}: this name is reserved for a baseline")
@@ -230,7 +292,8 @@ def _variant_overrides(spec: StudyFile) -> dict[str, dict[str, Any]]:
 
 
 def _library_configs():
-    # Imported lazily: `plan` and `doctor` must work without loading torch-heavy code first.
+    # Imported when a study is loaded, not when ablations.cli is: these pull in torch (5 s measured on the
+    # shared 2-core machine, ~3 s idle), which `spliter-bench --help` and a bad command line never need.
     from spliter.models import SpliterConfig
     from spliter.regimes import RegimeConfig
     from spliter.rollout import RolloutConfig
@@ -246,15 +309,7 @@ def _validated_section(cls: type, data: dict, path: str, exclude: tuple[str, ...
     return to_dict(from_dict(cls, data, path))
 
 
-def regime_name(regime: dict) -> str:
-    """A readable name for a regime: base, back, rotate, diff, combined, or a '+'-joined mix."""
-    parts = [name for name, on in (("back", regime["back"]), ("rotate", regime["rotate"]), ("diff", regime["diff"] > 0)) if on]
-    if len(parts) == 3:
-        return "combined"
-    return "+".join(parts) or "base"
-
-
-def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> tuple[dict, dict]:
+def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> dict:
     sections = {
         "model": copy.deepcopy(spec.model),
         "train": copy.deepcopy(spec.train),
@@ -275,18 +330,12 @@ def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> t
     for key in HARNESS_TRAIN_KEYS:
         train.pop(key, None)
     regime = _validated_section(regime_cfg, sections["regime"], f"{at}regime")
-    rollout = _validated_section(rollout_cfg, sections["rollout"], f"{at}rollout")
+    rollout = _validated_section(rollout_cfg, sections["rollout"], f"{at}rollout", HARNESS_ROLLOUT_KEYS)
+    for key in HARNESS_ROLLOUT_KEYS:
+        rollout.pop(key, None)
     generate = to_dict(from_dict(GenerateConfig, sections["generate"], f"{at}generate"))
     metrics = to_dict(from_dict(MetricsConfig, sections["metrics"], f"{at}metrics"))
-    config = {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}
-    factors = {
-        "kind": "spliter",
-        "regime": regime_name(regime),
-        "head": model["head"],
-        "rotation_layer": model["rotation_layer"],
-        "cross_attention": model["cross_attention"],
-    }
-    return config, factors
+    return {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}
 
 
 def expand_trials(spec: StudyFile) -> list[Trial]:
@@ -305,7 +354,7 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
         "resources": to_dict(spec.resources),
     }
     trials: list[Trial] = []
-    base_config, _ = _resolve_spliter(spec, "<shared>", {})
+    base_config = _resolve_spliter(spec, "<shared>", {})
     for name in spec.baselines:
         config = {
             **shared,
@@ -317,12 +366,12 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
             "metrics": base_config["metrics"],
         }
         for seed in spec.seeds:
-            trials.append(Trial(spec.study, name, seed, "baseline", {**config, "seed": seed}, {"kind": "baseline"}))
-    for name, overrides in _variant_overrides(spec).items():
-        config, factors = _resolve_spliter(spec, name, overrides or {})
+            trials.append(Trial(spec.study, name, seed, "baseline", {**config, "seed": seed}, {}))
+    for name, variant in _variants(spec).items():
+        config = _resolve_spliter(spec, name, variant.overrides)
         for seed in spec.seeds:
             full = {**shared, **config, "kind": "spliter", "seed": seed}
-            trials.append(Trial(spec.study, name, seed, "spliter", full, factors))
+            trials.append(Trial(spec.study, name, seed, "spliter", full, dict(variant.factors)))
     return trials
 
 

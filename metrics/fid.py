@@ -128,6 +128,11 @@ class FrameFID:
         return cls(metric, spec, protocol, batch_size=batch_size, device=device)
 
     @classmethod
+    def random(cls, seed: int = 0, protocol: FIDProtocol = FIDProtocol(), *, device: str | torch.device = "cpu") -> FrameFID:
+        """A seeded random frame encoder (16 features): exercises the protocol; never a quality number."""
+        return cls.from_module(RandomFrameEncoder(seed), f"random{seed}", protocol, device=device)
+
+    @classmethod
     def from_module(
         cls,
         module: nn.Module,
@@ -191,3 +196,19 @@ class FrameFID:
                  "dim": self.dim, "protocol": asdict(self.protocol),
                  "note": "n counts frames; frames of one video are correlated"}
         return self.spec.row(value, n_gen, reliable=reliable, extra=extra)
+
+
+class RandomFrameEncoder(nn.Module):
+    """uint8 (B, 3, H, W) frames -> (B, 16) features of a seeded random convolution, averaged over space."""
+
+    num_features = 16
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(3, self.num_features, 5, stride=2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator) / 8.0)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(frames.float() / 255.0)).mean(dim=(2, 3))

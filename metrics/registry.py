@@ -4,8 +4,8 @@ A metric name is ``base[param,param,...]``, e.g. ``clip_temporal_consecutive[ope
 ``fvd[i3d-videogpt,16f,224]``. Two numbers may share a name only if every protocol parameter that can
 change them is equal, so names are built by the helpers below from the parameters, never by hand.
 
-There is no global registry: callers build a :class:`MetricRegistry` (``standard_registry`` gives the
-suite's metrics for given protocol parameters) and pass it where it is needed.
+Which metric families a study computes is chosen by name in ``metrics.families.METRIC_FAMILIES``; each
+family builds its rows with the spec builders below.
 """
 
 from __future__ import annotations
@@ -13,27 +13,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Level = Literal["video", "set"]
-LEVELS: tuple[str, ...] = ("video", "set")
+from metrics.schema import LEVELS, ROW_COLUMNS  # noqa: F401 - ROW_COLUMNS: the columns a row holds
 
-#: Columns of a score row, in order (docs/results.md, without the harness's study/trial/variant/seed).
-ROW_COLUMNS: tuple[str, ...] = (
-    "metric",
-    "metric_version",
-    "level",
-    "higher_is_better",
-    "value",
-    "n",
-    "reliable",
-    "prompt_id",
-    "sample_idx",
-    "gen_seed",
-    "extra",
-)
+Level = Literal["video", "set"]
 
 CONSISTENCY_MODES: tuple[str, ...] = ("consecutive", "first", "all_pairs", "vbench")
 EMBEDDING_STARTS: tuple[str, ...] = ("true", "prior")
@@ -50,10 +36,6 @@ _FORBIDDEN_IN_PARAM = set("[],\n")
 
 class MetricError(ValueError):
     """A metric was defined or used inconsistently."""
-
-
-class UnknownMetric(MetricError):
-    """A metric name that the registry does not hold."""
 
 
 class NonFiniteScore(MetricError):
@@ -141,44 +123,6 @@ class MetricSpec:
             "gen_seed": None if gen_seed is None else int(gen_seed),
             "extra": extra_json,
         }
-
-
-class MetricRegistry:
-    """Specs keyed by name; registering the same name twice must give the same definition."""
-
-    def __init__(self, specs: Iterable[MetricSpec] = ()) -> None:
-        self._specs: dict[str, MetricSpec] = {}
-        for spec in specs:
-            self.register(spec)
-
-    def register(self, spec: MetricSpec) -> MetricSpec:
-        known = self._specs.get(spec.name)
-        if known is not None and known != spec:
-            raise MetricError(
-                f"metric {spec.name!r} is already registered with another definition ({known} vs {spec})"
-            )
-        self._specs[spec.name] = spec
-        return spec
-
-    def get(self, name: str) -> MetricSpec:
-        try:
-            return self._specs[name]
-        except KeyError:
-            raise UnknownMetric(
-                f"unknown metric {name!r}; registered: {', '.join(sorted(self._specs)) or 'none'}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._specs)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._specs
-
-    def __iter__(self) -> Iterator[MetricSpec]:
-        return iter(self._specs.values())
-
-    def __len__(self) -> int:
-        return len(self._specs)
 
 
 # --- spec builders: one per metric family, parameters in the name -------------------------------
@@ -304,24 +248,3 @@ def fvd_spec(extractor: str, frames: int, size: int) -> MetricSpec:
 def fid_spec(extractor: str, size: int) -> MetricSpec:
     """``fid[<extractor>,<size>]``: per-frame FID with its protocol in the name."""
     return frechet_spec("fid", extractor, int(size), description="Fréchet distance of per-frame features")
-
-
-def standard_registry(
-    encoders: Sequence[str] = (),
-    *,
-    consistency_modes: Sequence[str] = ("consecutive", "first", "all_pairs"),
-    embedding_modes: Sequence[str] = (),
-    embedding_start: str = "true",
-    set_specs: Sequence[MetricSpec] = (),
-) -> MetricRegistry:
-    """The suite's metrics for the given encoders, rollout modes and set-level specs."""
-    registry = MetricRegistry([pixel_motion_spec(), *set_specs])
-    for encoder in encoders:
-        for mode in consistency_modes:
-            registry.register(clip_consistency_spec(mode, encoder))
-        registry.register(clip_alignment_spec(encoder))
-        registry.register(embedding_motion_spec(encoder))
-    for mode in embedding_modes:
-        for spec in embedding_specs(mode, embedding_start).values():
-            registry.register(spec)
-    return registry

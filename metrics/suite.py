@@ -7,7 +7,6 @@ variant and seed.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -17,18 +16,8 @@ import torch
 
 from metrics.clip import ClipEncoder, EmbeddingError, check_frames, temporal_consistency, text_alignment
 from metrics.embedding import score_rollouts
-from metrics.frechet import (
-    FeatureStats,
-    as_features,
-    frechet_bootstrap,
-    frechet_distance,
-    frechet_distance_from_stats,
-    is_reliable,
-)
 from metrics.motion import embedding_motion, pixel_motion
 from metrics.registry import (
-    FRECHET_VERSION,
-    MetricSpec,
     clip_alignment_spec,
     clip_consistency_spec,
     embedding_motion_spec,
@@ -72,20 +61,27 @@ def _checked_frames(video: GeneratedSample) -> np.ndarray:
     return frames
 
 
-def score_generated(
+def pixel_motion_rows(videos: Sequence[GeneratedSample]) -> list[dict[str, Any]]:
+    """Per video: mean absolute pixel change between consecutive frames."""
+    motion = pixel_motion_spec()
+    rows = []
+    for video in videos:
+        f = _checked_frames(video)
+        ids = {"prompt_id": video.prompt_id, "sample_idx": video.sample_idx, "gen_seed": video.gen_seed}
+        rows.append(motion.row(pixel_motion(f, label=f"video {video.label}"), f.shape[0], **ids))
+    return rows
+
+
+def clip_rows(
     videos: Sequence[GeneratedSample],
     encoders: Sequence[ClipEncoder],
     *,
     modes: Sequence[str] = DEFAULT_MODES,
 ) -> list[dict[str, Any]]:
-    """Per video: pixel motion, and per encoder temporal consistency (each mode), text alignment and
-    embedding motion. Captions are encoded once per encoder."""
+    """Per encoder and video: temporal consistency (each mode), text alignment and embedding motion.
+    Captions are encoded once per encoder."""
     frames = [_checked_frames(v) for v in videos]
     rows: list[dict[str, Any]] = []
-    motion = pixel_motion_spec()
-    for video, f in zip(videos, frames, strict=True):
-        ids = {"prompt_id": video.prompt_id, "sample_idx": video.sample_idx, "gen_seed": video.gen_seed}
-        rows.append(motion.row(pixel_motion(f, label=f"video {video.label}"), f.shape[0], **ids))
     if not videos:
         return rows
     captions = sorted({v.caption for v in videos})
@@ -107,6 +103,16 @@ def score_generated(
     return rows
 
 
+def score_generated(
+    videos: Sequence[GeneratedSample],
+    encoders: Sequence[ClipEncoder],
+    *,
+    modes: Sequence[str] = DEFAULT_MODES,
+) -> list[dict[str, Any]]:
+    """pixel_motion_rows, then clip_rows: every per-video metric of the suite."""
+    return pixel_motion_rows(videos) + clip_rows(videos, encoders, modes=modes)
+
+
 def score_embeddings(
     rollouts: Mapping[str, Any],
     records: Sequence[Any],
@@ -123,82 +129,3 @@ def score_embeddings(
             f"embedding metrics skipped parts of {len(report.skipped)} videos: {listing}", stacklevel=2
         )
     return report.rows
-
-
-def check_uniform_set(videos: Sequence[GeneratedSample]) -> tuple[int, int, int]:
-    """The common (frames, height, width) of a set; a video that differs is named in the error."""
-    if not videos:
-        raise EmbeddingError("empty video set: nothing to compare against the reference")
-    shapes = {v.label: _checked_frames(v).shape[:3] for v in videos}
-    common, _ = Counter(shapes.values()).most_common(1)[0]
-    odd = [f"{label} {shape}" for label, shape in shapes.items() if shape != common]
-    if odd:
-        raise EmbeddingError(
-            f"a set must share frames x height x width {common}; these videos differ: {', '.join(odd)}"
-        )
-    return common
-
-
-def _set_spec(scorer: Any) -> MetricSpec:
-    name = str(scorer.name)
-    if "[" not in name:
-        raise ValueError(
-            f"feature scorer name {name!r} must be the metric name with its protocol, e.g. "
-            "fvd[i3d-videogpt,16f,224] (metrics.registry.fvd_spec)"
-        )
-    return MetricSpec(
-        name,
-        "set",
-        False,
-        str(getattr(scorer, "version", FRECHET_VERSION)),
-        "Fréchet distance between generated and reference features",
-    )
-
-
-def score_set(
-    videos: Sequence[GeneratedSample],
-    scorer: FeatureScorer,
-    reference: np.ndarray | FeatureStats,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    level: float = 0.95,
-) -> list[dict[str, Any]]:
-    """One set-level Fréchet row: generated ``videos`` vs ``reference`` features (N, dim) or stats.
-
-    ``reliable`` is False unless both sets have more samples than feature dimensions; the percentile
-    bootstrap interval goes into extra (with fixed reference statistics only the generated set is
-    resampled).
-    """
-    frames, height, width = check_uniform_set(videos)
-    feats = as_features(
-        scorer.features([v.frames for v in videos]), f"{scorer.name} features of the generated set"
-    )
-    if feats.shape != (len(videos), scorer.dim):
-        raise EmbeddingError(
-            f"{scorer.name}: features have shape {feats.shape}, expected ({len(videos)}, {scorer.dim})"
-        )
-    if isinstance(reference, FeatureStats):
-        n_ref = reference.n
-        value = frechet_distance_from_stats(
-            feats.mean(0), np.cov(feats, rowvar=False), reference.mean, reference.cov
-        )
-    else:
-        reference = as_features(reference, f"{scorer.name} reference features")
-        n_ref = reference.shape[0]
-        value = frechet_distance(feats, reference)
-    low, high = frechet_bootstrap(feats, reference, n_boot=n_boot, seed=seed, level=level)
-    extra = {
-        "ci_low": low,
-        "ci_high": high,
-        "n_boot": n_boot,
-        "level": level,
-        "seed": seed,
-        "n_reference": int(n_ref),
-        "dim": int(scorer.dim),
-        "frames": frames,
-        "height": height,
-        "width": width,
-    }
-    reliable = is_reliable(min(len(videos), n_ref), scorer.dim)
-    return [_set_spec(scorer).row(value, len(videos), reliable=reliable, extra=extra)]

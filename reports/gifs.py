@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageSequence
 
@@ -211,14 +212,58 @@ def draw_frame(
     return image
 
 
-def write_gif(frames: Sequence[Image.Image], path: str | Path, fps: float) -> Path:
-    """Save frames as a looping GIF (Pillow merges identical consecutive frames into one longer frame)."""
-    if not frames:
-        raise GridError(f"no frames to write to {path}")
+GIF_MAX_FPS = 50.0  # GIF delays are whole centiseconds
+GIF_COLOURS = 255  # the 256th palette entry is reserved, see gif_images
+
+
+def write_gif(frames: np.ndarray | Sequence[Image.Image], path: str | Path, fps: float) -> Path:
+    """The one GIF writer: uint8 (F, H, W, 3) frames (or RGB images) as a looping GIF; returns the path.
+
+    One 255-colour palette is shared by all frames (no flicker). Each delay is rounded so that frame k still
+    starts at round(100·k/fps) cs, within 5 ms of k/fps. Identical consecutive frames stay separate frames
+    (Pillow would otherwise merge them, and a still video would lose its length).
+    """
+    array = np.stack([np.asarray(f.convert("RGB")) for f in frames]) if _are_images(frames) else np.asarray(frames)
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or len(array) == 0:
+        raise GridError(f"{path}: frames must be non-empty uint8 (F, H, W, 3), got {array.dtype} {array.shape}")
+    if not 0 < fps <= GIF_MAX_FPS:
+        raise GridError(f"{path}: GIF delays are in centiseconds, so fps must be in (0, {GIF_MAX_FPS:g}], got {fps}")
+    starts = [round(100 * k / fps) for k in range(len(array) + 1)]
+    durations = [10 * (b - a) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    images = gif_images(np.ascontiguousarray(array))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=list(frames[1:]), duration=round(1000 / fps), loop=0)
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=durations,
+                   optimize=False)
     return path
+
+
+def _are_images(frames: Any) -> bool:
+    return isinstance(frames, Sequence) and len(frames) > 0 and isinstance(frames[0], Image.Image)
+
+
+def gif_images(frames: np.ndarray) -> list[Image.Image]:
+    """Palette images of uint8 (F, H, W, 3) frames, sharing one palette, no two consecutive ones equal."""
+    count, height, width, _ = frames.shape
+    # Quantise once over a (subsampled) mosaic of all frames so every frame uses the same colours.
+    step = max(1, int(np.sqrt(count * height * width / 1_000_000)))
+    sub = frames[:, ::step, ::step]
+    palette_image = Image.fromarray(np.ascontiguousarray(sub.reshape(-1, sub.shape[2], 3))).quantize(
+        GIF_COLOURS, dither=Image.Dither.NONE)
+    palette = list(palette_image.getpalette() or [])[: 3 * GIF_COLOURS]
+    palette += [0] * (3 * GIF_COLOURS - len(palette))
+    images = []
+    for k, frame in enumerate(frames):
+        index = np.array(Image.fromarray(frame).quantize(palette=palette_image, dither=Image.Dither.NONE))
+        # Pillow drops a frame identical to the previous one. Entry 255 aliases the colour of pixel (0, 0)
+        # and odd frames use it there: consecutive frames then always differ in data, never in colour.
+        corner = int(index[0, 0])
+        if k % 2:
+            index[0, 0] = GIF_COLOURS
+        image = Image.fromarray(index, mode="P")
+        image.putpalette(palette + palette[3 * corner : 3 * corner + 3])
+        images.append(image)
+    return images
 
 
 def grid_fps(videos: pd.DataFrame, fps: float | None) -> float:

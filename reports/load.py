@@ -11,32 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SCORES_COLUMNS = (
-    "study", "trial_id", "variant", "seed", "metric", "metric_version", "level", "higher_is_better",
-    "value", "n", "reliable", "prompt_id", "sample_idx", "gen_seed", "extra",
-)  # fmt: skip
-RUNS_COLUMNS = (
-    "study", "trial_id", "variant", "seed", "stage", "status", "config_hash", "config_json",
-    "prompts_sha256", "git_sha", "git_dirty", "python", "torch", "diffusers", "transformers", "open_clip",
-    "device", "gpu_name", "dtype", "deterministic", "started_at", "finished_at", "wall_s", "argv",
-)  # fmt: skip
-CURVES_COLUMNS = ("study", "trial_id", "variant", "seed", "epoch", "split", "metric", "value")
-VIDEOS_COLUMNS = (
-    "study", "trial_id", "variant", "seed", "prompt_id", "prompt", "sample_idx", "gen_seed",
-    "gif", "mp4", "frames", "size", "fps",
-)  # fmt: skip
+from metrics.schema import LEVELS, STUDY_KEYS, TABLE_COLUMNS
+
 EXPECTATIONS = "expectations.json"
 EXPECTATION_KEYS = {"expectation": str, "held": bool, "metric": str, "detail": str}
-STUDY_KEYS = ("study", "seeds", "variant_order", "baselines", "variants")
 
 # Tables a study can legitimately lack (a baselines-only study has no curves, an embedding-only one no videos).
 OPTIONAL_TABLES = ("runs", "curves", "videos")
-TABLE_COLUMNS = {
-    "scores": SCORES_COLUMNS,
-    "runs": RUNS_COLUMNS,
-    "curves": CURVES_COLUMNS,
-    "videos": VIDEOS_COLUMNS,
-}
 
 
 class ResultsNotFound(FileNotFoundError):
@@ -163,7 +144,7 @@ def parse_scores(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{path}: {int(bad.sum())} rows have a non-finite value (first: trial {row['trial_id']}, "
             f"metric {row['metric']}); the metric code must raise instead of writing NaN"
         )
-    levels = set(scores["level"]) - {"video", "set"}
+    levels = set(scores["level"]) - set(LEVELS)
     if levels:
         raise ResultsSchemaError(f"{path}: unknown level(s) {sorted(levels)}; expected 'video' or 'set'")
     scores["extra"] = [

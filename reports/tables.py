@@ -9,16 +9,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from metrics.stats import mean_ci
 from reports.load import Results, variant_order
 
 LEVEL = 0.95
 REFERENCE = "static"
 UNRELIABLE = "⚠ unreliable: n ≤ dim"
 BEST_MARK = "★"
-# The switches of the ablation view: axis of study.json `variants` -> its "off" value.
-SWITCH_REFERENCES = {"rotation_layer": "off", "cross_attention": "off", "regime": "base"}
 
 SUMMARY_CAPTION = (
     "Mean and 95% Student-t confidence interval across training seeds (each trial's video rows are first "
@@ -48,16 +46,14 @@ class Interval:
 
 
 def t_interval(values: Iterable[float], over: str, level: float = LEVEL) -> Interval:
-    """Student-t interval of the mean: mean ± t_{(1+level)/2, n-1} · sd / √n."""
+    """Student-t interval of the mean (metrics.stats.mean_ci); one value has no interval (NaN bounds)."""
     values = np.asarray(list(values), dtype=float)
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         raise SummaryError(f"no values to summarise over {over}")
-    mean = float(values.mean())
-    if n < 2:
-        return Interval(mean, math.nan, math.nan, n, f"none: 1 value over {over}")
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return Interval(mean, mean - half, mean + half, n, f"t over {n} {over}")
+    ci = mean_ci(values, level)
+    if not ci.defined:
+        return Interval(ci.estimate, math.nan, math.nan, ci.n, f"none: 1 value over {over}")
+    return Interval(ci.estimate, ci.low, ci.high, ci.n, f"t over {ci.n} {over}")
 
 
 def group_interval(rows: pd.DataFrame) -> Interval:
@@ -228,24 +224,30 @@ class Switch:
 
 
 def switch_pairs(study: dict[str, Any]) -> list[Switch]:
-    """Pairs of trained variants that differ only in one axis of SWITCH_REFERENCES, reference value first."""
+    """Pairs of trained variants whose factors differ in exactly one axis, that axis at its reference level first.
+
+    study.json `axes` lists every matrix axis with its levels (the first is the reference) and `variants` each
+    variant's factors (axis -> level); any axis a study declares takes part, whatever its name.
+    """
     order = variant_order(study)
+    baselines = set(study.get("baselines", []))
     variants = {
-        name: axes
-        for name, axes in sorted(study["variants"].items(), key=lambda item: _position(order, item[0]))
-        if axes.get("kind", "spliter") != "baseline"
+        name: factors
+        for name, factors in sorted(study["variants"].items(), key=lambda item: _position(order, item[0]))
+        if name not in baselines and factors
     }
     pairs = []
-    for axis, off in SWITCH_REFERENCES.items():
-        for before, axes_before in variants.items():
-            if axes_before.get(axis) != off:
+    for axis, levels in study["axes"].items():
+        reference = levels[0]
+        for before, factors_before in variants.items():
+            if factors_before.get(axis) != reference:
                 continue
-            for after, axes_after in variants.items():
-                if axes_after.get(axis) in (None, off):
+            for after, factors_after in variants.items():
+                if factors_after.keys() != factors_before.keys() or factors_after[axis] == reference:
                     continue
-                others = (set(axes_before) | set(axes_after)) - {axis}
-                if all(axes_before.get(key) == axes_after.get(key) for key in others):
-                    pairs.append(Switch(axis, before, after, str(off), str(axes_after[axis])))
+                changed = [key for key in factors_before if factors_before[key] != factors_after[key]]
+                if changed == [axis]:
+                    pairs.append(Switch(axis, before, after, str(reference), str(factors_after[axis])))
     return pairs
 
 

@@ -1,6 +1,7 @@
-"""Encode captioned videos into an embedding store, and generate videos from prompts through a rollout.
+"""Encode captioned videos into an embedding store, and render videos (uint8 frames) from prompts.
 
-Both are handed directories and know nothing of studies. Seeds are derived with `derive_seed` (sha256), so a
+Encoding is handed a directory; rendering returns frames (writing them is the caller's business). Neither
+knows anything of studies. Seeds are derived with `derive_seed` (sha256), so a
 result depends only on its inputs, never on the order or batch it was computed in.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spliter.atomic import write_atomic
 from spliter.backends.base import Backend
 from spliter.data.datasets import CaptionedVideo
 from spliter.data.store import EmbeddingStore
@@ -29,8 +30,6 @@ from spliter.data.video import (
     read_video,
     resize_frames,
     sample_clip,
-    write_gif,
-    write_mp4,
 )
 from spliter.rollout import Rollout
 
@@ -61,15 +60,36 @@ class Prompt:
 
 
 @dataclass(frozen=True)
-class GeneratedVideo:
-    """One rendered sample: out_dir/<prompt_id>-<sample_idx>.{mp4,gif,json}."""
+class RenderSettings:
+    """How prompts are rendered (everything but the prompt, the rollout and the backend)."""
+
+    frames: int = 8  # frames per video
+    dt: float = 0.25  # seconds between frames: the rollout is queried at times k·dt
+    study_seed: int = 0  # root of every generation seed
+    decoder_steps: int = 2  # denoising steps of the decoder
+    guidance: float = 4.0  # classifier-free guidance of prior and decoder
+    size: int = 64  # output pixels per side
+    noise: str = "same"  # decoder noise: "same" for every frame (the prior art) or "per_frame"
+    prior_steps: int = 2  # denoising steps of the prior
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISE_POLICIES:
+            raise ValueError(f"noise must be one of {NOISE_POLICIES}, got {self.noise!r}")
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if not self.dt > 0:
+            raise ValueError(f"dt must be a positive number of seconds, got {self.dt}")
+
+
+@dataclass(frozen=True)
+class RenderedVideo:
+    """One rendered sample: its identity, uint8 (F, H, W, 3) frames and the record of how it was made."""
 
     prompt_id: str
     sample_idx: int
     gen_seed: int
-    mp4: Path
-    gif: Path
-    meta: Path
+    frames: np.ndarray
+    record: dict[str, Any]
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -158,7 +178,8 @@ def encode_videos(
                     skipped.append((video.video_id, str(error)))
             encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance, val_fraction, split_seed)
             bar.update(len(batch))
-    _write_json(Path(store_path) / SKIPPED_FILE, [{"video_id": v, "reason": r} for v, r in skipped])
+    write_atomic(Path(store_path) / SKIPPED_FILE,
+                 json.dumps([{"video_id": v, "reason": r} for v, r in skipped], indent=2, sort_keys=True))
     return EncodeReport(encoded=encoded, skipped=skipped)
 
 
@@ -199,64 +220,49 @@ def _encode_batch(
 # ----------------------------------------------------------------------------------------------- generation
 
 
-def generate_videos(
+def render(
     prompts: Sequence[Prompt],
     rollout: Rollout,
     backend: Backend,
-    out_dir: str | os.PathLike,
+    settings: RenderSettings,
     *,
     samples_per_prompt: int = 1,
-    frames: int = 8,
-    dt: float = 0.25,
-    study_seed: int = 0,
-    decoder_steps: int = 2,
-    guidance: float = 4.0,
-    size: int = 64,
-    noise: str = "same",
-    fps: float = 8.0,
-    prior_steps: int = 2,
-    progress: bool = True,
-) -> list[GeneratedVideo]:
+    progress: bool = False,
+) -> Iterator[RenderedVideo]:
     """Render samples_per_prompt videos per prompt: prior -> rollout over times k·dt -> one decoder batch.
 
     gen_seed = derive_seed(study_seed, prompt.id, sample_idx) seeds the prior and the decoder noise:
     noise="same" gives every frame the noise of gen_seed (the prior art), "per_frame" frame i the noise of
-    derive_seed(gen_seed, i). Writes <prompt_id>-<sample_idx>.mp4/.gif/.json into out_dir (atomically).
+    derive_seed(gen_seed, i). Yields the frames; writing files is the caller's business.
     """
-    if noise not in NOISE_POLICIES:
-        raise ValueError(f"noise must be one of {NOISE_POLICIES}, got {noise!r}")
-    if frames < 1 or samples_per_prompt < 1:
-        raise ValueError(f"frames and samples_per_prompt must be >= 1, got {frames} and {samples_per_prompt}")
-    if not dt > 0:
-        raise ValueError(f"dt must be a positive number of seconds, got {dt}")
+    if samples_per_prompt < 1:
+        raise ValueError(f"samples_per_prompt must be >= 1, got {samples_per_prompt}")
     ids = [prompt.id for prompt in prompts]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"prompt ids must be unique (they name the files), got duplicates in {ids}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    times = torch.arange(frames, dtype=torch.float64) * float(dt)
-    settings = {
-        "frames": frames, "dt": float(dt), "times": times.tolist(), "fps": float(fps), "size": size,
-        "noise": noise, "prior_steps": prior_steps, "decoder_steps": decoder_steps, "guidance": float(guidance),
-        "study_seed": study_seed, "rollout": getattr(rollout, "name", type(rollout).__name__),
+        raise ValueError(f"prompt ids must be unique (they identify the videos), got duplicates in {ids}")
+    times = torch.arange(settings.frames, dtype=torch.float64) * float(settings.dt)
+    common = {
+        "frames": settings.frames, "dt": float(settings.dt), "times": times.tolist(), "size": settings.size,
+        "noise": settings.noise, "prior_steps": settings.prior_steps, "decoder_steps": settings.decoder_steps,
+        "guidance": float(settings.guidance), "study_seed": settings.study_seed,
+        "rollout": getattr(rollout, "name", type(rollout).__name__),
         "checkpoint_hash": getattr(rollout, "checkpoint_hash", None), "backend": backend.identity(),
     }  # fmt: skip
-    results = []
     with tqdm(total=len(prompts) * samples_per_prompt, desc="generate", unit="video", disable=not progress) as bar:
         for prompt in prompts:
             text_hidden, text_embed = backend.encode_text([prompt.text])
             for sample_idx in range(samples_per_prompt):
-                gen_seed = derive_seed(study_seed, prompt.id, sample_idx)
-                prior_embed, negative = backend.prior([prompt.text], [gen_seed], prior_steps, guidance)
+                gen_seed = derive_seed(settings.study_seed, prompt.id, sample_idx)
+                prior_embed, negative = backend.prior([prompt.text], [gen_seed], settings.prior_steps,
+                                                      settings.guidance)
                 embeds = _roll(rollout, text_hidden, text_embed, prior_embed, times, prompt)
-                seeds = frame_seeds(gen_seed, frames, noise)
-                pixels = backend.decode(embeds, negative.expand(frames, -1), seeds, decoder_steps, guidance, size)
-                stem = out_dir / f"{prompt.id}-{sample_idx}"
+                seeds = frame_seeds(gen_seed, settings.frames, settings.noise)
+                pixels = backend.decode(embeds, negative.expand(settings.frames, -1), seeds, settings.decoder_steps,
+                                        settings.guidance, settings.size)
                 record = {"prompt": {"id": prompt.id, "text": prompt.text}, "sample_idx": sample_idx,
-                          "gen_seed": gen_seed, "prior_seed": gen_seed, "seeds": seeds, **settings}  # fmt: skip
-                results.append(_write_sample(pixels, stem, fps, record, prompt, sample_idx, gen_seed))
+                          "gen_seed": gen_seed, "prior_seed": gen_seed, "seeds": seeds, **common}  # fmt: skip
+                yield RenderedVideo(prompt.id, sample_idx, gen_seed, pixels, record)
                 bar.update(1)
-    return results
 
 
 def frame_seeds(gen_seed: int, frames: int, noise: str) -> list[int]:
@@ -285,31 +291,9 @@ def _roll(
     return out[0]
 
 
-def _write_sample(
-    pixels: np.ndarray, stem: Path, fps: float, record: dict[str, Any], prompt: Prompt, sample_idx: int, gen_seed: int
-) -> GeneratedVideo:
-    mp4 = write_mp4(pixels, stem.with_suffix(".mp4"), fps)
-    gif = write_gif(pixels, stem.with_suffix(".gif"), fps)
-    meta = _write_json(stem.with_suffix(".json"), record)
-    return GeneratedVideo(prompt.id, sample_idx, gen_seed, mp4, gif, meta)
-
-
 # ------------------------------------------------------------------------------------------------- helpers
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _write_json(path: Path, payload: Any) -> Path:
-    """Write JSON atomically (temp file in the same folder, then os.replace)."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

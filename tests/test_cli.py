@@ -26,7 +26,7 @@ MICRO = {
     "regime": {"pairs_per_video": 4},
     "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
                  "size": 32, "decoder_steps": 1, "fps": 4.0},
-    "metrics": {"embedding": True, "clip_encoders": ["backend"], "fvd": {"enabled": False}},
+    "metrics": {"select": ["embedding", "pixel_motion", "clip"], "clip_encoders": ["backend"]},
     "variants": {"base": {}, "back": {"regime.back": True}},
     "baselines": ["static"],
 }
@@ -204,7 +204,8 @@ def test_bad_study_fails_before_any_work_naming_the_key(tmp_path, capsys):
 
 def test_missing_weights_folder_fails_before_any_work_naming_it(tmp_path, capsys):
     real = json.loads(json.dumps(MICRO))
-    real["backend"] = {"name": "kandinsky22", "prior": str(tmp_path / "no-prior"), "decoder": str(tmp_path / "no-dec")}
+    real["backend"] = {"name": "kandinsky22",
+                       "options": {"prior": str(tmp_path / "no-prior"), "decoder": str(tmp_path / "no-dec")}}
     assert cli("run", str(write(tmp_path / "real.yaml", real)), "--out", str(tmp_path / "runs")) == 1
     err = capsys.readouterr().err.replace("\n", "")
     assert "no-prior" in err

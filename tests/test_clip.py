@@ -215,7 +215,7 @@ def test_backend_encoder_normalises_frames_and_uses_the_pooled_text_embedding():
 
 
 def test_backend_encoder_on_the_tiny_backend():
-    from spliter.backends.base import make_backend
+    from spliter.backends import make_backend
 
     backend = make_backend("tiny", device="cpu")
     enc = BackendClipEncoder(backend)

@@ -128,3 +128,11 @@ def test_protocol_validation():
         FIDProtocol(feature=100)
     with pytest.raises(ValueError, match="frames"):
         FIDProtocol(frames=0)
+
+
+def test_random_frame_encoder_names_itself_and_is_seeded():
+    first, again = FrameFID.random(0), FrameFID.random(0)
+    assert first.name.startswith("fid[random0") and first.dim == 16
+    gen, ref = videos(1), videos(2)
+    assert first.score(gen, ref)["value"] == again.score(gen, ref)["value"]
+    assert FrameFID.random(1).score(gen, ref)["value"] != first.score(gen, ref)["value"]

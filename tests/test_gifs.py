@@ -137,3 +137,15 @@ def test_wrap_text_splits_long_variant_names_after_a_hyphen() -> None:
     width = int(font.getlength("combined-plane-at"))
     lines = gifs.wrap_text("combined-plane-attention", font, width, 2)
     assert lines == ["combined-plane-", "attention"]
+
+
+def test_the_one_gif_writer_keeps_still_frames_and_shares_a_palette(tmp_path: Path) -> None:
+    frames = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    frames[:, :, :4] = (200, 30, 30)  # a still video: every frame equal
+    path = gifs.write_gif(frames, tmp_path / "still.gif", fps=8.0)
+    with Image.open(path) as image:
+        assert image.n_frames == 4  # Pillow would merge equal neighbours into one frame
+        decoded = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(image)]
+    assert all(np.array_equal(f, frames[0]) for f in decoded)
+    with pytest.raises(gifs.GridError, match="fps"):
+        gifs.write_gif(frames, tmp_path / "fast.gif", fps=100.0)

@@ -12,15 +12,15 @@ from spliter.backends.tiny import TinyBackend
 from spliter.data.datasets import CaptionedVideo, read_folder
 from spliter.data.shapes import write_shapes_dataset
 from spliter.data.store import EmbeddingStore
-from spliter.data.video import read_video
 from spliter.pipeline import (
     EncodeReport,
     Prompt,
+    RenderSettings,
     assign_split,
     derive_seed,
     encode_videos,
     frame_seeds,
-    generate_videos,
+    render,
 )
 from spliter.rollout import StaticRollout
 
@@ -188,62 +188,53 @@ def test_the_31_shared_msrvtt_clips_encode(msrvtt31: Path, tiny, tmp_path: Path)
 PROMPTS = [Prompt("p0", "a red circle moves right"), Prompt("p1", "a blue square grows")]
 
 
-def generate(tiny, out: Path, rollout=None, **options):
-    settings = {"samples_per_prompt": 2, "frames": 8, "size": 32, "decoder_steps": 2, "progress": False}
-    return generate_videos(PROMPTS, rollout or DriftRollout(), tiny, out, **(settings | options))
+def generate(tiny, rollout=None, samples_per_prompt: int = 2, prompts=PROMPTS, **options) -> list:
+    settings = RenderSettings(**({"frames": 8, "size": 32, "decoder_steps": 2} | options))
+    return list(render(prompts, rollout or DriftRollout(), tiny, settings, samples_per_prompt=samples_per_prompt))
 
 
-def gif_frames(path: Path) -> np.ndarray:
-    return read_video(path).frames
-
-
-def test_generate_writes_mp4_gif_and_json_per_sample(tiny, tmp_path: Path) -> None:
-    videos = generate(tiny, tmp_path / "out", study_seed=3, fps=8.0)
+def test_render_returns_uint8_frames_and_a_record_per_sample(tiny) -> None:
+    videos = generate(tiny, study_seed=3)
     assert [(v.prompt_id, v.sample_idx) for v in videos] == [("p0", 0), ("p0", 1), ("p1", 0), ("p1", 1)]
     for video in videos:
-        assert video.mp4 == tmp_path / "out" / f"{video.prompt_id}-{video.sample_idx}.mp4"
         assert video.gen_seed == derive_seed(3, video.prompt_id, video.sample_idx)
-        for path in (video.mp4, video.gif):
-            clip = read_video(path)
-            assert clip.frames.shape == (8, 32, 32, 3)
-            assert clip.fps == pytest.approx(8.0, rel=0.05)
-        meta = json.loads(video.meta.read_text())
+        assert video.frames.shape == (8, 32, 32, 3) and video.frames.dtype == np.uint8
+        meta = video.record
         assert meta["prompt"] == {"id": video.prompt_id, "text": PROMPTS[int(video.prompt_id[1])].text}
         assert meta["seeds"] == [video.gen_seed] * 8 and meta["noise"] == "same"
         assert meta["rollout"] == "drift" and meta["backend"] == tiny.identity()
         assert (meta["size"], meta["frames"], meta["dt"], meta["decoder_steps"]) == (32, 8, 0.25, 2)
-    assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*"))
-    frames = gif_frames(videos[0].gif)
+        json.dumps(meta)  # the record is written next to the video as JSON
+    frames = videos[0].frames
     assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 0.5  # the drift shows
 
 
-def test_same_seeds_give_identical_frames_and_other_seeds_differ(tiny, tmp_path: Path) -> None:
+def test_same_seeds_give_identical_frames_and_other_seeds_differ(tiny) -> None:
     quick = {"samples_per_prompt": 1, "frames": 4, "size": 16, "decoder_steps": 1}
-    first = generate(tiny, tmp_path / "a", study_seed=0, **quick)
-    again = generate(tiny, tmp_path / "b", study_seed=0, **quick)
-    other = generate(tiny, tmp_path / "c", study_seed=1, **quick)
+    first = generate(tiny, study_seed=0, **quick)
+    again = generate(tiny, study_seed=0, **quick)
+    other = generate(tiny, study_seed=1, **quick)
     for x, y, z in zip(first, again, other, strict=True):
-        assert np.array_equal(gif_frames(x.gif), gif_frames(y.gif))
-        assert x.mp4.read_bytes() == y.mp4.read_bytes()
-        assert np.abs(gif_frames(x.gif).astype(int) - gif_frames(z.gif)).mean() > 1
+        assert np.array_equal(x.frames, y.frames)
+        assert np.abs(x.frames.astype(int) - z.frames).mean() > 1
 
 
-def test_noise_policy_same_freezes_a_static_video_and_per_frame_does_not(tiny, tmp_path: Path) -> None:
+def test_noise_policy_same_freezes_a_static_video_and_per_frame_does_not(tiny) -> None:
     static = StaticRollout()
     quick = {"samples_per_prompt": 1, "size": 16, "decoder_steps": 1}
-    same = generate(tiny, tmp_path / "same", rollout=static, noise="same", **quick)
-    fresh = generate(tiny, tmp_path / "fresh", rollout=static, noise="per_frame", **quick)
-    frozen, varied = gif_frames(same[0].gif), gif_frames(fresh[0].gif)
+    same = generate(tiny, rollout=static, noise="same", **quick)
+    fresh = generate(tiny, rollout=static, noise="per_frame", **quick)
+    frozen, varied = same[0].frames, fresh[0].frames
     assert all(np.array_equal(frame, frozen[0]) for frame in frozen)
     assert np.abs(varied[1:].astype(int) - varied[:1]).mean() > 1
-    assert json.loads(fresh[0].meta.read_text())["seeds"] == frame_seeds(same[0].gen_seed, 8, "per_frame")
+    assert fresh[0].record["seeds"] == frame_seeds(same[0].gen_seed, 8, "per_frame")
 
 
-def test_generate_rejects_bad_requests(tiny, tmp_path: Path) -> None:
+def test_render_rejects_bad_requests(tiny) -> None:
     with pytest.raises(ValueError, match="noise"):
-        generate(tiny, tmp_path, noise="fresh")
+        generate(tiny, noise="fresh")
     with pytest.raises(ValueError, match="unique"):
-        generate_videos([PROMPTS[0], PROMPTS[0]], DriftRollout(), tiny, tmp_path, progress=False)
+        generate(tiny, prompts=[PROMPTS[0], PROMPTS[0]])
     with pytest.raises(ValueError, match="file-name stem"):
         Prompt("a/b", "text")
 
@@ -254,4 +245,4 @@ def test_generate_rejects_bad_requests(tiny, tmp_path: Path) -> None:
             return super().__call__(text_hidden, text_embed, start, times) * float("nan")
 
     with pytest.raises(ValueError, match="p0.*broken.*NaN"):
-        generate(tiny, tmp_path, rollout=Broken())
+        generate(tiny, rollout=Broken())

@@ -8,18 +8,14 @@ import pytest
 from metrics.registry import (
     ROW_COLUMNS,
     MetricError,
-    MetricRegistry,
     MetricSpec,
     NonFiniteScore,
-    UnknownMetric,
-    clip_alignment_spec,
     clip_consistency_spec,
     embedding_specs,
     fid_spec,
     fvd_spec,
     pixel_motion_spec,
     protocol_name,
-    standard_registry,
 )
 
 SPEC = MetricSpec("clip_temporal_consecutive[openclip:tiny-vit]", "video", True, "1")
@@ -111,29 +107,3 @@ def test_unknown_consistency_mode_and_start_are_rejected():
         clip_consistency_spec("pairs", "enc")
     with pytest.raises(MetricError, match="start"):
         embedding_specs("step", start="noise")
-
-
-def test_registry_register_get_and_conflicts():
-    registry = MetricRegistry([SPEC])
-    assert registry.register(SPEC) is SPEC  # same definition twice is fine
-    assert registry.get(SPEC.name) == SPEC and SPEC.name in registry and len(registry) == 1
-    with pytest.raises(MetricError, match="another definition"):
-        registry.register(MetricSpec(SPEC.name, "video", False, "1"))
-    with pytest.raises(UnknownMetric, match="nope"):
-        registry.get("nope")
-
-
-def test_standard_registry_holds_each_encoder_mode_and_set_metric():
-    registry = standard_registry(
-        ["openclip:tiny-vit", "backend:tiny"],
-        embedding_modes=["step", "chain"],
-        set_specs=[fvd_spec("i3d", 16, 224)],
-    )
-    for encoder in ("openclip:tiny-vit", "backend:tiny"):
-        for mode in ("consecutive", "first", "all_pairs"):
-            assert f"clip_temporal_{mode}[{encoder}]" in registry
-        assert clip_alignment_spec(encoder).name in registry
-        assert f"embedding_motion[{encoder}]" in registry
-    assert "pixel_motion[mad255]" in registry and "fvd[i3d,16f,224]" in registry
-    assert "embed_cosine_h[chain,start=true]" in registry
-    assert len(registry) == 2 * 5 + 1 + 1 + 2 * 5

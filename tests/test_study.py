@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ablations.schema import StudyError
-from ablations.study import STUDIES_DIR, load_prompts, load_study, regime_name, select_trials
+from ablations.study import STUDIES_DIR, load_prompts, load_study, select_trials
 
 SHIPPED = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
 
@@ -50,7 +50,9 @@ def test_quickstart_is_the_full_matrix_with_baselines():
     [
         ({"trian": {}}, "trian: unknown key"),
         ({"seeds": "zero"}, "seeds: expected a list"),
-        ({"data": {"source": "youtube"}}, "data.source: 'youtube' is not one of"),
+        ({"data": {"source": "youtube"}}, "data.source: 'youtube' is not a registered data source"),
+        ({"backend": {"name": "sdxl"}}, "backend.name: 'sdxl' is not a registered backend"),
+        ({"backend": {"name": "tiny", "options": {"colour": 1}}}, "backend.options.colour: unknown key"),
         ({"data": {"n_videos": 1.5}}, "data.n_videos: expected an integer"),
         ({"model": {"widht": 8}}, "model"),
         ({"train": {"epochs": "many"}}, "train.epochs"),
@@ -58,7 +60,10 @@ def test_quickstart_is_the_full_matrix_with_baselines():
         ({"variants": {"a": {"optimizer.lr": 1}}}, "variants.a.optimizer.lr"),
         ({"variants": {"static": {}}}, "reserved for a baseline"),
         ({"train": {"seed": 3}}, "train.seed: set by the harness"),
-        ({"metrics": {"fvd": {"enabled": "yes"}}}, "metrics.fvd.enabled: expected true or false"),
+        ({"rollout": {"dt": 0.5}}, "rollout.dt: set by the harness"),
+        ({"rollout": {"frames": 4}}, "rollout.frames: set by the harness"),
+        ({"metrics": {"fvd": {"frames": "many"}}}, "metrics.fvd.frames: expected an integer"),
+        ({"metrics": {"select": ["fvd", "vbench"]}}, "metrics.select[1]: 'vbench' is not a registered metric family"),
     ],
 )
 def test_invalid_studies_name_the_file_and_key_path(tmp_path, change, message):
@@ -101,14 +106,6 @@ def test_select_trials_by_variant_and_seed(tmp_path):
         select_trials(study.trials, "variant=zzz")
 
 
-def test_regime_names():
-    flags = lambda b, r, d: {"back": b, "rotate": r, "diff": d}  # noqa: E731
-    assert regime_name(flags(False, False, 0)) == "base"
-    assert regime_name(flags(True, False, 0)) == "back"
-    assert regime_name(flags(True, True, 2)) == "combined"
-    assert regime_name(flags(False, True, 1)) == "rotate+diff"
-
-
 def test_prompt_sets_are_hashed_and_filtered():
     prompts, name, digest = load_prompts({"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": None})
     assert name == "motion-v1" and len(digest) == 64
@@ -116,3 +113,8 @@ def test_prompt_sets_are_hashed_and_filtered():
     uniform, _, _ = load_prompts({"prompts": "msrvtt31-caption-uniform-v1", "prompt_tags": [], "max_prompts": None})
     assert len(uniform) == 31
     assert len({p.id for p in uniform}) == 31
+
+
+def test_rollout_time_grid_and_mode_are_not_in_the_trial_config():
+    study = load_study("quickstart")
+    assert all(not {"mode", "frames", "dt"} & set(t.config["rollout"]) for t in study.trials)

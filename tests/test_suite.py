@@ -1,4 +1,4 @@
-"""The harness entry points: rows per generated video, per held-out video, and per set."""
+"""The harness entry points: rows per generated video and per held-out video."""
 
 import json
 
@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from metrics.clip import EmbeddingError, OpenClipEncoder, register_open_clip_config, temporal_consistency
-from metrics.frechet import FeatureError, FeatureStats, frechet_bootstrap, frechet_distance
 from metrics.motion import embedding_motion, pixel_motion
 from metrics.registry import ROW_COLUMNS
-from metrics.suite import GeneratedSample, score_embeddings, score_generated, score_set
+from metrics.suite import GeneratedSample, clip_rows, pixel_motion_rows, score_embeddings, score_generated
 from spliter.data.store import EmbeddingStore
 from spliter.data.synthetic import write_synthetic_store
 from spliter.rollout import MeanMotionRollout, StaticRollout
@@ -85,78 +84,6 @@ def test_score_generated_names_the_bad_video(encoders, frames, match):
         score_generated(videos, encoders[:1])
 
 
-class ToyScorer:
-    """A fixed random projection of per-video mean colour and motion: a deterministic 4-d feature."""
-
-    name = "fd[toy-proj,4f,32]"
-    dim = 4
-
-    def __init__(self, nan=False):
-        self.proj = np.random.default_rng(0).standard_normal((4, 4))
-        self.nan = nan
-
-    def features(self, videos):
-        stats = [
-            np.r_[v.reshape(-1, 3).mean(0), np.abs(np.diff(v.astype(float), axis=0)).mean()] for v in videos
-        ]
-        out = np.array(stats) @ self.proj
-        return out * np.nan if self.nan else out
-
-
-def make_set(n, seed, kind=pan):
-    return [GeneratedSample(f"p{i}", 0, seed + i, "x", kind(seed=seed + i)) for i in range(n)]
-
-
-def test_score_set_one_row_with_ci_and_reliability():
-    scorer = ToyScorer()
-    videos = make_set(8, 0)
-    reference = scorer.features([v.frames for v in make_set(10, 100, still)])
-    (row,) = score_set(videos, scorer, reference, n_boot=50, seed=1)
-    feats = scorer.features([v.frames for v in videos])
-    assert (
-        row["metric"] == "fd[toy-proj,4f,32]" and row["level"] == "set" and row["higher_is_better"] is False
-    )
-    assert row["value"] == pytest.approx(frechet_distance(feats, reference), rel=1e-12)
-    assert (row["n"], row["reliable"], row["prompt_id"], row["sample_idx"]) == (8, True, None, None)
-    extra = json.loads(row["extra"])
-    assert (extra["ci_low"], extra["ci_high"]) == pytest.approx(
-        frechet_bootstrap(feats, reference, 50, seed=1)
-    )
-    assert extra["ci_low"] < row["value"] < extra["ci_high"]
-    assert (extra["n_boot"], extra["n_reference"], extra["frames"], extra["height"]) == (50, 10, 4, 32)
-    # fixed reference statistics: same distance; too few generated videos for 4 dimensions -> unreliable
-    (few,) = score_set(videos[:4], scorer, FeatureStats.from_features(reference), n_boot=20)
-    assert few["value"] == pytest.approx(frechet_distance(feats[:4], reference), rel=1e-9)
-    assert few["reliable"] is False
-
-
-def test_score_set_rejects_mixed_videos_naming_them():
-    scorer = ToyScorer()
-    reference = np.random.default_rng(0).standard_normal((6, 4))
-    longer = make_set(3, 0) + [GeneratedSample("odd", 5, 0, "x", pan(n_frames=6))]
-    with pytest.raises(EmbeddingError, match=r"odd-5 \(6, 32, 32\)"):
-        score_set(longer, scorer, reference)
-    bigger = make_set(3, 0) + [GeneratedSample("big", 0, 0, "x", pan(size=64))]
-    with pytest.raises(EmbeddingError, match="big-0"):
-        score_set(bigger, scorer, reference)
-    with pytest.raises(EmbeddingError, match="empty"):
-        score_set([], scorer, reference)
-
-
-def test_score_set_rejects_bad_features_and_unnamed_protocols():
-    reference = np.random.default_rng(0).standard_normal((6, 4))
-    with pytest.raises(FeatureError, match="NaN"):
-        score_set(make_set(5, 0), ToyScorer(nan=True), reference)
-    unnamed = ToyScorer()
-    unnamed.name = "toy"
-    with pytest.raises(ValueError, match="protocol"):
-        score_set(make_set(5, 0), unnamed, reference)
-    narrow = ToyScorer()
-    narrow.dim = 3
-    with pytest.raises(EmbeddingError, match="expected"):
-        score_set(make_set(5, 0), narrow, reference)
-
-
 def test_score_embeddings_on_a_synthetic_store(tmp_path):
     store = write_synthetic_store(tmp_path / "store", n_videos=8, dim=8, text_tokens=3, frames=5, seed=0)
     records = store.split("val")
@@ -195,3 +122,10 @@ def test_score_embeddings_warns_about_what_it_skips(tmp_path):
     with pytest.warns(UserWarning, match="frozen"):
         rows = score_embeddings({"step": StaticRollout()}, records)
     assert not [r for r in rows if "disp_cosine" in r["metric"]]
+
+
+def test_score_generated_is_pixel_motion_then_clip_rows(encoders):
+    videos = [GeneratedSample("p0", 0, 1, "a cat", pan()), GeneratedSample("p1", 0, 2, "a dog", still())]
+    assert score_generated(videos, encoders) == pixel_motion_rows(videos) + clip_rows(videos, encoders)
+    assert [row["prompt_id"] for row in pixel_motion_rows(videos)] == ["p0", "p1"]
+    assert clip_rows(videos, []) == []

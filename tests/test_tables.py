@@ -16,13 +16,14 @@ T_975_DF2 = 4.302652729911275  # t_{0.975, 2}: the 95% two-sided quantile for n 
 T_975_DF1 = 12.706204736174707  # t_{0.975, 1}
 STUDY = {
     "study": "t", "seeds": [0, 1, 2], "baselines": ["static"], "variant_order": ["static", "base", "rot", "xattn"],
+    "axes": {"regime": ["base", "back"], "rotation_layer": ["off", "plane"], "cross_attention": ["off", "attention"]},
     "variants": {
-        "static": {"kind": "baseline"},
-        "base": {"kind": "spliter", "regime": "base", "rotation_layer": "off", "cross_attention": "off"},
-        "rot": {"kind": "spliter", "regime": "base", "rotation_layer": "plane", "cross_attention": "off"},
-        "xattn": {"kind": "spliter", "regime": "base", "rotation_layer": "off", "cross_attention": "attention"},
-        "back": {"kind": "spliter", "regime": "back", "rotation_layer": "off", "cross_attention": "off"},
-        "back_rot": {"kind": "spliter", "regime": "back", "rotation_layer": "plane", "cross_attention": "attention"},
+        "static": {},
+        "base": {"regime": "base", "rotation_layer": "off", "cross_attention": "off"},
+        "rot": {"regime": "base", "rotation_layer": "plane", "cross_attention": "off"},
+        "xattn": {"regime": "base", "rotation_layer": "off", "cross_attention": "attention"},
+        "back": {"regime": "back", "rotation_layer": "off", "cross_attention": "off"},
+        "back_rot": {"regime": "back", "rotation_layer": "plane", "cross_attention": "attention"},
     },
 }  # fmt: skip
 
@@ -169,6 +170,51 @@ def test_switch_pairs_differ_in_exactly_one_axis() -> None:
         ("rotation_layer", "base", "rot"), ("cross_attention", "base", "xattn"), ("regime", "base", "back"),
     }  # fmt: skip
 
+
+
+def study_json_of(path: Path) -> dict:
+    """The `axes`/`variants`/`baselines` part of study.json, as collect() writes it for a loaded study file."""
+    from ablations.study import load_study
+
+    study = load_study(path)
+    return {"study": study.name, "baselines": list(study.spec.baselines), "variant_order": study.variant_order(),
+            "axes": study.axes, "variants": {t.variant: t.factors for t in study.trials}}
+
+
+def test_an_axis_no_shipped_study_uses_pairs_only_one_factor_changes(tmp_path: Path) -> None:
+    # regime × train.loss: 'back-legacy' changes two factors from 'base' and must never be a switch of either.
+    import yaml
+
+    path = tmp_path / "loss.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": "loss", "data": {"source": "synthetic"}, "generate": {"enabled": False}, "model": {"width": 8},
+        "matrix": {"regime": {"base": {}, "back": {"regime.back": True}},
+                   "loss": {"displacement": {}, "legacy": {"train.loss": "legacy"}}},
+    }, sort_keys=False))
+    study = study_json_of(path)
+    assert study["axes"] == {"regime": ["base", "back"], "loss": ["displacement", "legacy"]}
+    assert study["variants"]["back-legacy"] == {"regime": "back", "loss": "legacy"}
+    assert {pair.label for pair in tables.switch_pairs(study)} == {
+        "regime: base→back (base → back)",
+        "regime: base→back (base-legacy → back-legacy)",
+        "loss: displacement→legacy (base → base-legacy)",
+        "loss: displacement→legacy (back → back-legacy)",
+    }  # fmt: skip
+
+
+def test_a_head_axis_takes_part_and_its_first_level_is_the_reference(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "head.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": "head", "data": {"source": "synthetic"}, "generate": {"enabled": False}, "model": {"width": 8},
+        "matrix": {"head": {"simple": {"model.head": "simple"}, "increment": {"model.head": "increment"},
+                            "dual": {"model.head": "dual"}}},
+    }, sort_keys=False))
+    pairs = tables.switch_pairs(study_json_of(path))
+    assert [(pair.change, pair.before, pair.after) for pair in pairs] == [
+        ("head: simple→increment", "simple", "increment"), ("head: simple→dual", "simple", "dual"),
+    ]  # fmt: skip
 
 def test_ablation_table_is_the_paired_difference_after_minus_before() -> None:
     data = scores(

@@ -1,4 +1,4 @@
-"""The Backend protocol (text/frame encoders, prior, decoder) and the factory that builds a backend by name.
+"""The Backend protocol (text/frame encoders, prior, decoder), the registry entry and the factory by name.
 
 Every backend returns float32 CPU tensors for embeddings and uint8 numpy arrays for images, whatever device and
 dtype its frozen models run in (fp16 on CUDA, fp32 elsewhere). This module imports no ML library at import
@@ -7,21 +7,28 @@ time, so `missing_weights` (used by `spliter-bench doctor`) answers in milliseco
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from spliter.registry import import_object
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-BACKENDS = {
-    "tiny": ("spliter.backends.tiny", "TinyBackend"),
-    "kandinsky22": ("spliter.backends.kandinsky22", "Kandinsky22Backend"),
-    "kandinsky22-random": ("spliter.backends.kandinsky22", "RandomKandinsky22Backend"),
-}
-"""Backend name -> (module, class); modules are imported only when that backend is asked for."""
+@dataclass(frozen=True)
+class BackendSpec:
+    """One registered backend (see `spliter.backends.BACKENDS` and docs/extending.md)."""
+
+    factory: str  # "module:Class" called as factory(device=..., **options); imported only when built
+    options: type | str  # dataclass of the study's backend.options (or its "module:Class" path)
+    random_weights: bool  # weights come from a seed: numbers measure the pipeline's mechanics, not quality
+    missing_weights: str | None = None  # "module:function"(**options) -> problem lines; None: nothing to load
+    description: str = ""  # one line for `doctor`
+
+    def options_class(self) -> type:
+        return import_object(self.options) if isinstance(self.options, str) else self.options
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -69,37 +76,23 @@ class Backend(Protocol):
         ...
 
 
-def make_backend(name: str, device: str = "auto", **options: Any) -> Backend:
-    """Build the backend called `name` ("tiny", "kandinsky22", "kandinsky22-random") with its options."""
-    cls = _backend_class(name)
-    try:
-        inspect.signature(cls).bind(device=device, **options)
-    except TypeError as error:
-        raise ValueError(f"backend {name!r}: {error}; see {cls.__module__}.{cls.__name__} for its options") from None
-    return cls(device=device, **options)
-
-
-def missing_weights(name: str, **options: Any) -> list[str]:
-    """One line per weight folder the backend `name` needs and cannot find (empty when it can be built)."""
-    _backend_class_path(name)
-    if name != "kandinsky22":
-        return []
-    from spliter.backends.kandinsky22 import missing_kandinsky_weights
-
-    return missing_kandinsky_weights(**options)
-
-
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; anything else is passed to torch.device."""
+    """The one device selection: 'auto' -> cuda, then mps, then cpu; an explicit device must be available."""
     import torch
 
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda[:i]' or 'mps'") from err
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available: use 'auto' or 'cpu'")
+    if chosen.type == "mps" and not mps_ok:
+        raise ValueError(f"device {device!r} requested but MPS is not available: use 'auto' or 'cpu'")
+    return chosen
 
 
 def frozen_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
@@ -109,14 +102,3 @@ def frozen_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -
     if dtype is not None:
         return getattr(torch, dtype) if isinstance(dtype, str) else dtype
     return torch.float16 if device.type == "cuda" else torch.float32
-
-
-def _backend_class_path(name: str) -> tuple[str, str]:
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[name]
-
-
-def _backend_class(name: str) -> type:
-    module, attr = _backend_class_path(name)
-    return getattr(importlib.import_module(module), attr)

@@ -15,7 +15,7 @@ import torch
 from spliter.backends import make_backend
 from spliter.data.datasets import read_folder
 from spliter.data.shapes import write_shapes_dataset
-from spliter.pipeline import Prompt, encode_videos, generate_videos
+from spliter.pipeline import Prompt, RenderSettings, encode_videos, render
 
 VIDEOS, FRAMES = 16, 16
 REAL_DIM = 1280
@@ -69,13 +69,13 @@ def test_bench_generate_throughput(benchmark, tiny, tmp_path: Path, size: int):
     prompts = [Prompt("p0", "a red circle moves to the right")]
 
     def generate():
-        return generate_videos(prompts, StaticRollout(), tiny, tmp_path, frames=FRAMES, size=size, decoder_steps=2,
-                               prior_steps=2, progress=False)  # fmt: skip
+        settings = RenderSettings(frames=FRAMES, size=size, decoder_steps=2, prior_steps=2)
+        return list(render(prompts, StaticRollout(), tiny, settings))
 
     benchmark.pedantic(generate, rounds=3, iterations=1, warmup_rounds=1)
     fps = FRAMES / benchmark.stats.stats.median
     benchmark.extra_info.update(frames_per_s=fps)
-    print(f"\n[generate] tiny, {FRAMES} frames at {size} px, 2 decoder steps, mp4 + gif: {fps:.1f} frames/s")
+    print(f"\n[generate] tiny, {FRAMES} frames at {size} px, 2 decoder steps (frames only): {fps:.1f} frames/s")
 
 
 @pytest.mark.parametrize("latent", [16])

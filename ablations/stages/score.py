@@ -1,0 +1,109 @@
+"""The score stage: the study's selected metric families (metrics.select) -> scores.jsonl.
+
+Generated videos are read from the generate stage's lossless frames (.npz), never from the mp4.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ablations.sources import SOURCES
+from ablations.stages.context import RunContext
+from ablations.stages.generate import load_frames
+from ablations.stages.plan import stage_dir, stage_hash
+from ablations.stages.resources import Resources
+from ablations.study import Trial
+from metrics.families import METRIC_FAMILIES
+from metrics.suite import GeneratedSample
+from spliter.data.video import center_crop_square, read_video, resize_frames, sample_clip
+
+
+def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
+    rows = score_trial(TrialScoring(ctx, resources, trial))
+    identity = {"study": trial.study, "trial_id": trial.trial_id, "variant": trial.variant, "seed": trial.seed}
+    lines = [json.dumps({**identity, **row}, sort_keys=True, default=_json_default) for row in rows]
+    (work / "scores.jsonl").write_text("\n".join(lines) + "\n")
+    return {"n_rows": len(rows)}
+
+
+def score_trial(scoring: TrialScoring) -> list[dict[str, Any]]:
+    """Rows of every selected family, in the order of metrics.select; video families need rendered videos."""
+
+    trial = scoring.trial
+    rendered = bool(trial.config["generate"]["enabled"])
+    rows: list[dict[str, Any]] = []
+    for name in trial.config["metrics"]["select"]:
+        family = METRIC_FAMILIES.get(name)
+        if family.needs_videos and not rendered:
+            continue
+        try:
+            rows += family.compute(scoring.videos if family.needs_videos else [], scoring)
+        except ValueError as err:
+            raise ValueError(f"trial {trial.trial_id}, metric family {name!r}: {err}") from err
+    if not rows:
+        raise ValueError(f"trial {trial.trial_id}: metrics.select {trial.config['metrics']['select']} scores nothing")
+    return rows
+
+
+class TrialScoring:
+    """metrics.families.ScoreContext for one trial, on this process's Resources."""
+
+    def __init__(self, ctx: RunContext, resources: Resources, trial: Trial) -> None:
+        self.ctx, self.resources, self.trial = ctx, resources, trial
+        self.seed = int(trial.config["study_seed"])
+        self.device = resources.device
+
+    @cached_property
+    def videos(self) -> list[Any]:
+        """The generated videos with their identity, from the lossless frames."""
+        gen_dir = stage_dir(self.ctx, self.trial, "generate")
+        index = json.loads((gen_dir / "videos.json").read_text())
+        return [GeneratedSample(item["prompt_id"], item["sample_idx"], item["gen_seed"], item["prompt"],
+                                load_frames(gen_dir / item["npz"])) for item in index]
+
+    def rollouts(self) -> dict[str, Any]:
+        return {mode: self.resources.rollout(self.trial, mode) for mode in ("step", "chain")}
+
+    def val_records(self) -> Sequence[Any]:
+        return self.resources.store(self.trial).split("val")
+
+    def clip_encoders(self) -> list[Any]:
+        return self.resources.clip_encoders(self.trial)
+
+    def fvd(self) -> tuple[Any, Any]:
+        """The FVD scorer and the reference statistics of the data source's real clips (cached on disk)."""
+        scorer = self.resources.fvd_scorer(self.trial)
+        gen = self.trial.config["generate"]
+        # The reference set's identity: which real clips (the encode stage's data), sampled how.
+        key = {"encode": stage_hash(self.trial, "encode"), "frames": gen["frames"], "dt": gen["dt"], "size": gen["size"]}
+        cache = self.ctx.root / "cache" / "fvd"
+        # FVDScorer.reference_stats returns a cached file before reading its source; reading the real clips
+        # is the slow part, so they are read only when that file (fvd.py's name for it) is absent.
+        cached = (cache / f"fvd-ref-{scorer.cache_key(key)}.npz").is_file()
+        return scorer, scorer.reference_stats([] if cached else self.reference_videos(), cache, key)
+
+    def fid(self) -> tuple[Any, list[np.ndarray]]:
+        """The frame-FID scorer and the real reference clips."""
+        return self.resources.frame_fid(self.trial), self.reference_videos()
+
+    def reference_videos(self) -> list[np.ndarray]:
+        """Real clips of the study's data source, sampled like the generated videos (frames, rate, size)."""
+        gen, data = self.trial.config["generate"], self.trial.config["data"]
+        listing = SOURCES.get(data["source"]).videos(data, stage_dir(self.ctx, self.trial, "encode"))
+        videos = []
+        for video in listing.videos:
+            clip = sample_clip(read_video(video.path), n_frames=gen["frames"], fps=1.0 / gen["dt"])
+            videos.append(resize_frames(center_crop_square(clip.frames), gen["size"]))
+        return videos
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,75 @@
+"""METRIC_FAMILIES: the metric families a study selects by name (`metrics.select`), one registration each.
+
+A family computes rows from a trial's generated videos and a score context: the harness object that hands
+out what a family needs (held-out embeddings and rollouts, CLIP encoders, the FVD scorer with its reference
+statistics), each built only when a family asks for it. Every row is made by a ``MetricSpec`` of
+``metrics.registry``, whose name carries the protocol, level, direction, code version and ranked flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from metrics.suite import GeneratedSample, clip_rows, pixel_motion_rows, score_embeddings
+from spliter.registry import Registry
+
+Rows = list[dict[str, Any]]
+
+
+class ScoreContext(Protocol):
+    """What the harness provides to metric families for one trial."""
+
+    seed: int  # seeds resampling (bootstrap intervals)
+    device: Any  # where models run
+
+    def rollouts(self) -> dict[str, Any]: ...  # mode ("step", "chain") -> rollout of the trial
+    def val_records(self) -> Sequence[Any]: ...  # held-out store records
+    def clip_encoders(self) -> Sequence[Any]: ...  # metrics.clip encoders of metrics.clip_encoders
+    def fvd(self) -> tuple[Any, Any]: ...  # (metrics.fvd.FVDScorer, reference FeatureStats)
+    def fid(self) -> tuple[Any, Any]: ...  # (metrics.fid.FrameFID, reference videos)
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    compute: Callable[[Sequence[GeneratedSample], ScoreContext], Rows]  # (videos, context) -> score rows
+    needs_videos: bool  # scored on generated videos: not applicable when a study renders none
+    description: str  # one line for docs and errors
+
+
+METRIC_FAMILIES: Registry[MetricFamily] = Registry("metric family")
+# What a study scores when its metrics section does not say (families that need videos are skipped when
+# nothing is rendered).
+DEFAULT_FAMILIES: tuple[str, ...] = ("embedding", "pixel_motion", "clip")
+
+
+def _embedding(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
+    records = ctx.val_records()
+    if not records:
+        raise ValueError("the store has no validation videos; set data.val_fraction > 0")
+    return score_embeddings(ctx.rollouts(), records, device=ctx.device)
+
+
+def _fvd(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
+    scorer, reference = ctx.fvd()
+    return [scorer.score([v.frames for v in videos], reference, seed=ctx.seed)]
+
+
+def _fid(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
+    scorer, reference = ctx.fid()
+    return [scorer.score([v.frames for v in videos], reference)]
+
+
+METRIC_FAMILIES.register("embedding", MetricFamily(
+    _embedding, needs_videos=False, description="held-out embedding accuracy in step and chain mode"))
+METRIC_FAMILIES.register("pixel_motion", MetricFamily(
+    lambda videos, ctx: pixel_motion_rows(videos), needs_videos=True,
+    description="mean absolute pixel change between frames (a counterweight, never ranked)"))
+METRIC_FAMILIES.register("clip", MetricFamily(
+    lambda videos, ctx: clip_rows(videos, ctx.clip_encoders()), needs_videos=True,
+    description="per CLIP encoder: temporal consistency, text alignment and embedding motion"))
+METRIC_FAMILIES.register("fvd", MetricFamily(
+    _fvd, needs_videos=True, description="FVD against the data source's real clips (metrics.fvd.FVDScorer)"))
+METRIC_FAMILIES.register("fid", MetricFamily(
+    _fid, needs_videos=True, description="frame FID against the data source's real clips (metrics.fid.FrameFID)"))
