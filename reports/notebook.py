@@ -23,7 +23,6 @@ from reports.load import Results
 SUBFOLDERS = ("figures", "tables", "gifs")
 GRID_TILE = gifs.DEFAULT_TILE
 GRID_MAX_PROMPTS = 8  # keeps the page's GIF small; every prompt still gets its own strip
-RANDOM_BACKENDS = ("tiny", "kandinsky22-random")
 
 # Wide tables scroll inside the page instead of running off it; a figure and its caption form one framed block,
 # so a caption can never be read as the title of the figure below it.
@@ -156,16 +155,20 @@ def title(results: Results) -> None:
 def what_the_numbers_mean(study: dict[str, Any]) -> str:
     """A warning for studies whose numbers measure the pipeline, not the method (empty for real studies); used
     when study.json has no `world` sentence."""
-    source = (study.get("data") or {}).get("source")
+    note = (study.get("data") or {}).get("note")
     backend = (study.get("backend") or {}).get("name", "")
-    if source == "synthetic":
-        return ("Data: synthetic ground-truth trajectories (`spliter.data.synthetic`), whose motion follows from "
-                "the caption. A known-answer test of the method's training and rollouts, not of Kandinsky 2.2.")
-    if backend in RANDOM_BACKENDS:
+    if note:
+        return note
+    if random_weights(study):
         return (f"The `{backend}` backend has random weights: its CLIP embeddings carry no meaning, so these numbers "
                 "check the pipeline's mechanics end to end, not the method. For a comparison with a known answer run "
                 "`spliter-bench run synthetic`; for real numbers, the `paper` study with the Kandinsky 2.2 weights.")
     return ""
+
+
+def random_weights(study: dict[str, Any]) -> bool:
+    """Whether the study's backend has seeded random weights (study.json's backend block says so)."""
+    return bool((study.get("backend") or {}).get("random_weights"))
 
 
 def verdicts(results: Results) -> None:
@@ -215,7 +218,7 @@ def gif_grid(page: Page, results: Results, max_prompts: int = GRID_MAX_PROMPTS) 
     textures = (
         f" The `{backend}` backend has random weights: its frames are textures, not pictures; they show the "
         "pipeline's mechanics (seeds, motion between frames), not image quality."
-        if backend in RANDOM_BACKENDS else ""
+        if random_weights(study) else ""
     )  # fmt: skip
     shown = f"the first {max_prompts} of {len(prompts)} prompts" if len(prompts) > max_prompts else "every prompt"
     caption = (

@@ -156,7 +156,7 @@ def synthetic_study() -> dict:
     return {
         "study": "synthetic", "description": "a made-up study for the report tests",
         "prompt_set": {"name": "motion-v1", "sha256": "ab" * 32, "n": len(PROMPTS)},
-        "backend": {"name": "tiny", "weights": "random-init"},
+        "backend": {"name": "tiny", "weights": "random-init", "random_weights": True},
         "data": {"source": "shapes", "n_train": 16, "n_val": 4, "frames": 12, "fps": 8.0},
         "generation": {"frames": 5, "size": GIF_SIZE, "fps": 8.0, "decoder_steps": 2, "guidance": 4.0,
                        "samples_per_prompt": 1, "noise": "same", "dt": 0.25, "mode": "step"},
@@ -496,10 +496,12 @@ def test_absent_optional_tables_are_recorded_and_reported(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("study", "says"),
     [
-        ({"data": {"source": "synthetic"}, "backend": {"name": "tiny"}}, "known-answer test"),
-        ({"data": {"source": "shapes"}, "backend": {"name": "tiny"}}, "random weights"),
-        ({"data": {"source": "msrvtt"}, "backend": {"name": "kandinsky22-random"}}, "random weights"),
-        ({"data": {"source": "msrvtt"}, "backend": {"name": "kandinsky22"}}, None),
+        ({"data": {"source": "synthetic", "note": "A known-answer test of the method"}, "backend": None},
+         "known-answer test"),
+        ({"data": {"source": "shapes"}, "backend": {"name": "tiny", "random_weights": True}}, "random weights"),
+        ({"data": {"source": "msrvtt"}, "backend": {"name": "kandinsky22-random", "random_weights": True}},
+         "random weights"),
+        ({"data": {"source": "msrvtt"}, "backend": {"name": "kandinsky22", "random_weights": False}}, None),
     ],
 )
 def test_the_page_says_when_numbers_measure_mechanics_not_the_method(study: dict, says: str | None) -> None:
