@@ -20,6 +20,7 @@ BACKENDS = {
     "tiny": ("spliter.backends.tiny", "TinyBackend"),
     "kandinsky22": ("spliter.backends.kandinsky22", "Kandinsky22Backend"),
     "kandinsky22-random": ("spliter.backends.kandinsky22", "RandomKandinsky22Backend"),
+    "pixel-linear": ("spliter.backends.pixel", "PixelLinearBackend"),
 }
 """Backend name -> (module, class); modules are imported only when that backend is asked for."""
 
