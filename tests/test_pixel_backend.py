@@ -122,3 +122,34 @@ def test_an_unfitted_prior_and_bad_inputs_are_refused() -> None:
         fresh.encode_frames(np.zeros((1, 2, 2, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="NaN"):
         fresh.decode(torch.full((1, fresh.dim), float("nan")), torch.zeros(1, fresh.dim), [0], 1, 1.0, 4)
+
+
+def test_shapes_encode_into_a_store_whose_frames_decode_back_and_whose_train_captions_retrieve_their_frame(
+    tmp_path,
+) -> None:
+    from spliter.data.datasets import read_folder
+    from spliter.data.shapes import write_shapes_dataset
+    from spliter.data.store import EmbeddingStore
+    from spliter.pipeline import encode_videos, load_frames
+
+    world = PixelLinearBackend(seed=0, device="cpu", resolution=8, text_tokens=16)
+    videos = read_folder(write_shapes_dataset(tmp_path / "shapes", n_videos=4, frames=4, size=32,
+                                              motions=("up", "down"), backgrounds=("plain",))).videos
+    pixels = [load_frames(v, 4, None, 32).frames for v in videos]
+    # The encode stage's order: fit the prior on the videos a model may learn from, then encode them.
+    world.fit_prior([v.caption for v in videos], world.encode_frames(np.stack([p[0] for p in pixels])))
+    encode_videos(videos, world, tmp_path / "store", frames=4, size=32, val_fraction=0.0, progress=False)
+    store = EmbeddingStore.open(tmp_path / "store")
+    for video, frames_ in zip(videos, pixels, strict=True):
+        record = store.get(video.video_id)
+        # fp16 storage and the 8x8 grid are the only losses.
+        decoded = world.decode(record.frame_embeds, record.frame_embeds, [0] * 4, 1, 1.0, 32)
+        assert np.abs(decoded.astype(int) - frames_).mean() < 12
+        # Its prior start is the first frame of a video with its caption (itself, or a twin caption).
+        twins = [store.get(v.video_id).frame_embeds[0] for v in videos if v.caption == video.caption]
+        assert min(float((record.prior_embed - t).abs().max()) for t in twins) < 2e-3
+    fresh = PixelLinearBackend(seed=0, device="cpu", resolution=8, text_tokens=16)
+    assert fresh.fit_prior_from_store(store, splits=("train",)) == 4
+    start, _ = fresh.prior([videos[0].caption], [0], 1, 1.0)
+    assert [v.caption for v in videos].count(videos[0].caption) == 1
+    torch.testing.assert_close(start[0], store.get(videos[0].video_id).frame_embeds[0], atol=0, rtol=0)

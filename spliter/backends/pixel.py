@@ -16,9 +16,10 @@
   to ``text_tokens``; its hidden states (T, 32) and pooled projection (32) are mapped to D by one fixed
   seeded Gaussian matrix (32, D) / sqrt(32), so every channel has about unit variance.
 * **prior** (``prior``): retrieval, not generation. The backend holds (caption embedding, first-frame
-  embedding) pairs given by :meth:`PixelLinearBackend.fit_prior` (or :meth:`fit_prior_from_store`). For a
-  caption it takes the cosine similarity of its pooled text embedding to every held caption embedding,
-  keeps the pairs within ``tie_tolerance`` of the best (identical captions tie exactly), and returns the
+  embedding) pairs given by :meth:`PixelLinearBackend.fit_prior` (or :meth:`fit_prior_from_store`). A
+  caption's key is its text tower states (T, 32) flattened and unit-normalised (the pooled embedding of a
+  random tower barely separates captions); for a caption it takes the cosine similarity of its key to every
+  held key, keeps the pairs within ``tie_tolerance`` of the best (identical captions tie exactly), and returns the
   first frame of the one the generation seed picks among them (uniformly, ``numpy.random.default_rng(seed)``).
   ``steps`` and ``guidance`` are ignored; ``negative`` is the zero embedding (the mid-grey image). An unfitted
   prior is an error, never a silent guess.
@@ -94,7 +95,7 @@ class PixelLinearBackend:
         text_map = torch.randn(TEXT_WIDTH, dim, generator=torch.Generator().manual_seed(self.seed + 1))
         self._text_map = text_map / TEXT_WIDTH**0.5  # (32, D)
         self._tokenizer, self._text_encoder = _tiny_text_tower(self.seed, text_tokens)
-        self._prior_keys = torch.zeros(0, dim)  # unit caption embeddings (N, D)
+        self._prior_keys = torch.zeros(0, text_tokens * TEXT_WIDTH)  # unit caption keys (N, T·32)
         self._prior_values = torch.zeros(0, dim)  # first-frame embeddings (N, D)
 
     # ----------------------------------------------------------------------------------------------- text
@@ -111,6 +112,15 @@ class PixelLinearBackend:
         out = self._text_encoder(tokens.input_ids)
         return out.last_hidden_state.float() @ self._text_map, out.text_embeds.float() @ self._text_map
 
+    @torch.no_grad()
+    def _caption_keys(self, captions: list[str]) -> torch.Tensor:
+        """Unit (B, T·32) keys of the prior: the tower's token states, flattened (before the map to D)."""
+        tokens = self._tokenizer(
+            captions, padding="max_length", max_length=self.text_tokens, truncation=True, return_tensors="pt"
+        )
+        states = self._text_encoder(tokens.input_ids).last_hidden_state.float()
+        return F.normalize(states.reshape(len(captions), -1), dim=-1)
+
     # ---------------------------------------------------------------------------------------------- prior
 
     def fit_prior(self, captions: Sequence[str], first_frame_embeds: torch.Tensor) -> None:
@@ -126,8 +136,7 @@ class PixelLinearBackend:
             raise ValueError("pixel-linear fit_prior: got no pairs; pass the captions and first frames of the train videos")
         if not torch.isfinite(values).all():
             raise ValueError("pixel-linear fit_prior: first_frame_embeds contain NaN/inf; re-encode the frames")
-        _, text_embed = self.encode_text(captions)
-        self._prior_keys = F.normalize(text_embed, dim=-1)
+        self._prior_keys = self._caption_keys(captions)
         self._prior_values = values.clone()
 
     def fit_prior_from_store(self, store: Any, splits: Sequence[str] = ("train", "val")) -> int:
@@ -157,8 +166,7 @@ class PixelLinearBackend:
                 "pixel-linear: the retrieval prior holds no (caption, first frame) pairs; call "
                 "backend.fit_prior(captions, first_frame_embeds) or backend.fit_prior_from_store(store) first"
             )
-        _, text_embed = self.encode_text(captions)
-        similarity = F.normalize(text_embed, dim=-1) @ self._prior_keys.T  # (B, N)
+        similarity = self._caption_keys(captions) @ self._prior_keys.T  # (B, N)
         picks = []
         for row, seed in zip(similarity, seeds, strict=True):
             ties = torch.nonzero(row >= row.max() - self.tie_tolerance).flatten().numpy()

@@ -82,11 +82,15 @@ def write_shapes_dataset(
     seed: int = 0,
     motions: Sequence[str] = MOTIONS,
     backgrounds: Sequence[str] = tuple(BACKGROUNDS),
+    start_box: tuple[float, float] = START_BOX,
 ) -> Path:
     """Write root/videos/shapeNNNNN.mp4 and root/captions.csv (video_id,caption,motion,shape,color,background).
 
-    Clip i has motion ``motions[i % len(motions)]`` and a background drawn from ``backgrounds``.
+    Clip i has motion ``motions[i % len(motions)]``, a background drawn from ``backgrounds``, and its shape
+    centre starts uniformly in ``start_box`` (a fraction of the frame, both axes; equal ends fix it).
     """
+    if not 0.0 <= start_box[0] <= start_box[1] <= 1.0:
+        raise ValueError(f"start_box must be (low, high) with 0 <= low <= high <= 1, got {start_box!r}")
     if n_videos < 1 or frames < 2:
         raise ValueError(f"need n_videos >= 1 and frames >= 2, got n_videos={n_videos}, frames={frames}")
     if size < 16 or size % 2:
@@ -98,7 +102,7 @@ def write_shapes_dataset(
     rows = []
     for i in range(n_videos):
         rng = np.random.default_rng([seed, i])
-        clip = plan_clip(motions[i % len(motions)], frames, size, rng, backgrounds)
+        clip = plan_clip(motions[i % len(motions)], frames, size, rng, backgrounds, start_box)
         video_id = f"shape{i:05d}"
         write_mp4(render_clip(clip, _background(clip.background, size, rng)), videos / f"{video_id}.mp4", fps)
         rows.append((video_id, clip.caption, clip.motion, clip.shape, clip.color, clip.background))
@@ -117,6 +121,7 @@ def plan_clip(
     size: int,
     rng: np.random.Generator,
     backgrounds: Sequence[str] = tuple(BACKGROUNDS),
+    start_box: tuple[float, float] = START_BOX,
 ) -> ShapeClip:
     """Draw shape, colour, background and the per-frame trajectory for one motion kind."""
     if motion not in MOTIONS:
@@ -128,7 +133,7 @@ def plan_clip(
     t = np.linspace(0.0, 1.0, frames)
     radius = np.full(frames, size * rng.uniform(0.14, 0.18))
     # The same central box for every motion, so the first frame says nothing about the direction.
-    centre = np.tile(rng.uniform(*START_BOX, size=2) * size, (frames, 1))
+    centre = np.tile(rng.uniform(*start_box, size=2) * size, (frames, 1))
     angle = np.full(frames, rng.uniform(0, 2 * np.pi))
     hues = np.full(frames, COLOURS[colour])
     phrase = {"grow": "grows", "shrink": "shrinks"}.get(motion, "")
