@@ -27,7 +27,12 @@
 Feeding the prior: fit it on the videos a model may learn from, never on test videos. For training to see
 what it expects (the trainer's ``prior`` start stands for frame 0, and its ``val_cosine`` applies the predicted
 displacement from the prior to the true first frame), fit it on the train and val videos' first frames before
-encoding them; test captions then retrieve another video's first frame. See docs/internals.md for the wiring.
+encoding them; test captions then retrieve another video's first frame. In a pipeline:
+
+* encode: choose the test videos first (by hashed id), then
+  ``backend.fit_prior([v.caption for v in rest], backend.encode_frames(first_frames_of_rest))`` and
+  ``encode_videos(rest, backend, ...)`` (and the test videos into their own split with the same fitted prior);
+* generate (a fresh backend in another process): ``backend.fit_prior_from_store(store, ("train", "val"))``.
 """
 
 from __future__ import annotations
