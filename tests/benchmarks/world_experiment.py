@@ -185,7 +185,7 @@ def summarise(rows, metric: str = "psnr") -> dict[str, tuple[float, float, float
             out[name] = (values[0], values[0], values[0])
         else:
             ci = mean_ci(values)
-            out[name] = (ci.mean, ci.low, ci.high)
+            out[name] = (ci.estimate, ci.low, ci.high)
     return out
 
 
