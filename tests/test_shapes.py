@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from spliter.data.datasets import read_folder
-from spliter.data.shapes import BACKGROUNDS, MOTIONS, SHAPES, write_shapes_dataset
+from spliter.data.shapes import (
+    BACKGROUNDS,
+    MOTIONS,
+    SHAPES,
+    START_BOX,
+    plan_clip,
+    render_clip,
+    write_shapes_dataset,
+)
 from spliter.data.video import read_video
 
 
@@ -70,17 +78,42 @@ def test_motion_matches_the_caption(dataset: Path) -> None:
         first, last = slice(0, 3), slice(-3, None)
         moved = {"x": x[last].mean() - x[first].mean(), "y": y[last].mean() - y[first].mean()}
         motion = row["motion"]
+        far = 0.2 * 64  # TRAVEL is 0.3 of the frame; the first and last three frames are averaged
         expected = {
-            "left_to_right": moved["x"] > 20, "right_to_left": moved["x"] < -20,
-            "up": moved["y"] < -20, "down": moved["y"] > 20,
-            "diagonal": abs(moved["x"]) > 15 and abs(moved["y"]) > 15,
-            "grow": area[-1] > 4 * area[0], "shrink": area[0] > 4 * area[-1],
+            "left_to_right": moved["x"] > far, "right_to_left": moved["x"] < -far,
+            "up": moved["y"] < -far, "down": moved["y"] > far,
+            "diagonal": abs(moved["x"]) > far and abs(moved["y"]) > far,
+            "grow": area[-1] > 2.5 * area[0], "shrink": area[0] > 2.5 * area[-1],
             "rotate": abs(moved["x"]) < 2 and abs(moved["y"]) < 2,
             "color_change": abs(moved["x"]) < 2 and abs(moved["y"]) < 2,
         }[motion]  # fmt: skip
         assert expected, f"{row['video_id']}: '{row['caption']}' but moved {moved}, area {area[0]}->{area[-1]}"
         checked.add(motion)
     assert checked == set(MOTIONS)
+
+
+def test_the_first_frame_does_not_tell_the_direction() -> None:
+    # From the same generator state, opposite motions draw the same shape at the same place: only the caption
+    # (and the later frames) say which way it goes, so a text-blind model cannot know the direction.
+    background = np.full((64, 64), 128.0)
+    for pair in (("left_to_right", "right_to_left"), ("up", "down"), ("grow", "shrink")):
+        clips = [plan_clip(motion, 8, 64, np.random.default_rng([3, 7])) for motion in pair]
+        first, other = (render_clip(clip, background) for clip in clips)
+        np.testing.assert_array_equal(first[0], other[0])
+        assert np.abs(first[-1].astype(int) - other[-1]).mean() > 1.0, pair
+        assert clips[0].caption != clips[1].caption
+    starts = [plan_clip(m, 8, 64, np.random.default_rng([0, i])).centre[0] for i in range(40) for m in ("up", "down")]
+    assert np.all((np.asarray(starts) >= START_BOX[0] * 64) & (np.asarray(starts) <= START_BOX[1] * 64))
+
+
+def test_motions_and_backgrounds_can_be_restricted(tmp_path: Path) -> None:
+    root = write_shapes_dataset(tmp_path, n_videos=6, frames=4, size=32, motions=("up", "down"), backgrounds=("plain",))
+    table = rows(root)
+    assert [r["motion"] for r in table] == ["up", "down"] * 3 and {r["background"] for r in table} == {"plain"}
+    with pytest.raises(ValueError, match="unknown motions"):
+        write_shapes_dataset(tmp_path / "bad", n_videos=1, motions=("sideways",))
+    with pytest.raises(ValueError, match="non-empty"):
+        write_shapes_dataset(tmp_path / "bad", n_videos=1, backgrounds="plain")
 
 
 def test_rotation_and_colour_change_are_visible(dataset: Path) -> None:

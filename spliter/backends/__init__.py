@@ -40,6 +40,10 @@ BACKENDS.register("kandinsky22", BackendSpec(
 BACKENDS.register("kandinsky22-random", BackendSpec(
     factory="spliter.backends.kandinsky22:RandomKandinsky22Backend", options=SeededOptions, random_weights=True,
     description="the real Kandinsky 2.2 architectures with random weights built from a seed"))
+BACKENDS.register("pixel-linear", BackendSpec(
+    factory="spliter.backends.pixel:PixelLinearBackend", options="spliter.backends.pixel:PixelLinearOptions",
+    random_weights=False,
+    description="known-answer world: embedding = an exact orthonormal map of the 16x16 frame; retrieval prior"))
 
 
 def make_backend(name: str, device: str = "auto", **options: Any) -> Backend:

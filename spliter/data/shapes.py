@@ -5,6 +5,12 @@ and described by a caption that states what happens, e.g. "a red circle moves fr
 striped background". Clip i depends only on (seed, i), so the same seed gives identical captions and frames,
 and a larger dataset starts with the clips of a smaller one. Backgrounds are grey (R = G = B) so that the
 shape is the only coloured mass in the frame.
+
+The first frame does not tell the motion: every translating clip starts in the same central box, whatever
+its direction, and travels ``TRAVEL`` of the frame per axis; grow and shrink start from the same radius
+range; with the same generator state, opposite motions have the same first frame (only the caption says
+which way it goes). A text-blind predictor can therefore not know the direction. ``TRAVEL`` is large and
+the shapes big enough that the motion survives a 16x16 downsampling (several low-resolution pixels).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import colorsys
 import csv
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +47,15 @@ _DIAGONALS = {  # (start corner, end corner) in unit coordinates, y pointing dow
     "from the bottom left to the top right": ((0, 1), (1, 0)),
 }
 CAPTION_COLUMNS = ("video_id", "caption", "motion", "shape", "color", "background")
+# Unit direction (x, y), y pointing down, and caption phrase of every straight-line motion.
+_DIRECTIONS: dict[str, tuple[tuple[float, float], str]] = {
+    "left_to_right": ((1.0, 0.0), "moves from left to right"),
+    "right_to_left": ((-1.0, 0.0), "moves from right to left"),
+    "up": ((0.0, -1.0), "moves up"),
+    "down": ((0.0, 1.0), "moves down"),
+}
+TRAVEL = 0.3  # distance a translating shape's centre travels per moving axis, as a fraction of the frame
+START_BOX = (0.4, 0.6)  # where every translating shape's centre starts (fraction of the frame, both axes)
 
 
 @dataclass(frozen=True)
@@ -59,20 +74,35 @@ class ShapeClip:
 
 
 def write_shapes_dataset(
-    root: str | os.PathLike, n_videos: int = 200, frames: int = 16, size: int = 64, fps: float = 8.0, seed: int = 0
+    root: str | os.PathLike,
+    n_videos: int = 200,
+    frames: int = 16,
+    size: int = 64,
+    fps: float = 8.0,
+    seed: int = 0,
+    motions: Sequence[str] = MOTIONS,
+    backgrounds: Sequence[str] = tuple(BACKGROUNDS),
+    start_box: tuple[float, float] = START_BOX,
 ) -> Path:
-    """Write root/videos/shapeNNNNN.mp4 and root/captions.csv (video_id,caption,motion,shape,color,background)."""
+    """Write root/videos/shapeNNNNN.mp4 and root/captions.csv (video_id,caption,motion,shape,color,background).
+
+    Clip i has motion ``motions[i % len(motions)]``, a background drawn from ``backgrounds``, and its shape
+    centre starts uniformly in ``start_box`` (a fraction of the frame, both axes; equal ends fix it).
+    """
+    if not 0.0 <= start_box[0] <= start_box[1] <= 1.0:
+        raise ValueError(f"start_box must be (low, high) with 0 <= low <= high <= 1, got {start_box!r}")
     if n_videos < 1 or frames < 2:
         raise ValueError(f"need n_videos >= 1 and frames >= 2, got n_videos={n_videos}, frames={frames}")
     if size < 16 or size % 2:
         raise ValueError(f"size must be an even number >= 16 (H.264 needs even sizes), got {size}")
+    motions, backgrounds = _subset("motions", motions, MOTIONS), _subset("backgrounds", backgrounds, tuple(BACKGROUNDS))
     root = Path(root)
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n_videos):
         rng = np.random.default_rng([seed, i])
-        clip = plan_clip(MOTIONS[i % len(MOTIONS)], frames, size, rng)
+        clip = plan_clip(motions[i % len(motions)], frames, size, rng, backgrounds, start_box)
         video_id = f"shape{i:05d}"
         write_mp4(render_clip(clip, _background(clip.background, size, rng)), videos / f"{video_id}.mp4", fps)
         rows.append((video_id, clip.caption, clip.motion, clip.shape, clip.color, clip.background))
@@ -85,37 +115,41 @@ def write_shapes_dataset(
     return root
 
 
-def plan_clip(motion: str, frames: int, size: int, rng: np.random.Generator) -> ShapeClip:
+def plan_clip(
+    motion: str,
+    frames: int,
+    size: int,
+    rng: np.random.Generator,
+    backgrounds: Sequence[str] = tuple(BACKGROUNDS),
+    start_box: tuple[float, float] = START_BOX,
+) -> ShapeClip:
     """Draw shape, colour, background and the per-frame trajectory for one motion kind."""
     if motion not in MOTIONS:
         raise ValueError(f"unknown motion {motion!r}; choose one of {', '.join(MOTIONS)}")
     shapes = [s for s in SHAPES if not (motion == "rotate" and SHAPES[s] == 0)]  # a turning circle looks still
     shape = str(rng.choice(shapes))
     colour, other = (str(c) for c in rng.choice(list(COLOURS), size=2, replace=False))
-    background = str(rng.choice(list(BACKGROUNDS)))
+    background = str(rng.choice(list(backgrounds)))
     t = np.linspace(0.0, 1.0, frames)
-    radius = np.full(frames, size * rng.uniform(0.12, 0.17))
-    margin = radius[0] + 2.0
-    centre = np.tile(rng.uniform(0.35, 0.65, size=2) * size, (frames, 1))
+    radius = np.full(frames, size * rng.uniform(0.14, 0.18))
+    # The same central box for every motion, so the first frame says nothing about the direction.
+    centre = np.tile(rng.uniform(*start_box, size=2) * size, (frames, 1))
     angle = np.full(frames, rng.uniform(0, 2 * np.pi))
     hues = np.full(frames, COLOURS[colour])
-    sweep = margin + t * (size - 2 * margin)
-    phrase = {"left_to_right": "moves from left to right", "right_to_left": "moves from right to left",
-              "up": "moves up", "down": "moves down", "grow": "grows", "shrink": "shrinks"}.get(motion, "")  # fmt: skip
+    phrase = {"grow": "grows", "shrink": "shrinks"}.get(motion, "")
 
-    if motion in ("left_to_right", "right_to_left"):
-        centre[:, 0] = sweep if motion == "left_to_right" else sweep[::-1]
-    elif motion in ("up", "down"):
-        centre[:, 1] = sweep if motion == "down" else sweep[::-1]
+    if motion in _DIRECTIONS:
+        direction, phrase = _DIRECTIONS[motion]
+        centre = centre + TRAVEL * size * t[:, None] * np.asarray(direction)
     elif motion == "diagonal":
         phrase_key = str(rng.choice(list(_DIAGONALS)))
-        start, end = (margin + np.asarray(p, float) * (size - 2 * margin) for p in _DIAGONALS[phrase_key])
-        centre = start + t[:, None] * (end - start)
+        start, end = (np.asarray(p, float) for p in _DIAGONALS[phrase_key])
+        centre = centre + TRAVEL * size * t[:, None] * (end - start)
         phrase = f"moves diagonally {phrase_key}"
     elif motion in ("grow", "shrink"):
-        low, high = size * 0.07, size * 0.3
-        radius = low + t * (high - low) if motion == "grow" else high - t * (high - low)
-        centre[:] = size / 2 + rng.uniform(-0.05, 0.05, size=2) * size
+        # Same starting radius range both ways: the first frame does not tell growing from shrinking.
+        factor = 1.9 if motion == "grow" else 0.45
+        radius = radius[0] * (1.0 + t * (factor - 1.0))
     elif motion == "rotate":
         # At most half a symmetry period, so the turn is never ambiguous; larger turn for rounder shapes.
         turn = np.pi / SHAPES[shape] * rng.uniform(0.8, 1.0)
@@ -156,6 +190,16 @@ def render_clip(clip: ShapeClip, background: np.ndarray) -> np.ndarray:
     alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]  # one-pixel anti-aliased edge
     out = background[None, :, :, None] * (1.0 - alpha) + clip.rgb[:, None, None, :] * alpha
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _subset(name: str, chosen: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """``chosen`` as a tuple, refused when empty, a bare string, or naming something not in ``allowed``."""
+    if isinstance(chosen, str) or not chosen:
+        raise ValueError(f"{name} must be a non-empty list of names from {', '.join(allowed)}, got {chosen!r}")
+    unknown = [c for c in chosen if c not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {name} {unknown}; choose from {', '.join(allowed)}")
+    return tuple(chosen)
 
 
 def _background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
