@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from spliter.atomic import atomic_path
+
 # Relative tolerance for "negative only by rounding"; values below -tol * scale mean a bug.
 _NEGATIVE_TOL = 1e-6
 # Relative eigenvalue tolerance for "PSD up to rounding" (float64 eigh of a d <= few-thousand covariance).
@@ -163,9 +165,8 @@ class FeatureStats:
             raise StatsFileError(f"{path}: statistics files must end in .npz")
         path.parent.mkdir(parents=True, exist_ok=True)
         meta_json = json.dumps(self.meta, sort_keys=True, allow_nan=False)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, n=np.int64(self.n), mean=self._mean, scatter=self._scatter, meta=np.array(meta_json))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, n=np.int64(self.n), mean=self._mean, scatter=self._scatter, meta=np.array(meta_json))
         return path
 
     @classmethod

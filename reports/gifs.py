@@ -13,6 +13,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageSequence
 
 from reports.load import load_study_json, variant_order
+from spliter.atomic import atomic_path
 
 DEFAULT_TILE = 96
 BACKGROUND = (255, 255, 255)
@@ -231,11 +232,10 @@ def write_gif(frames: np.ndarray | Sequence[Image.Image], path: str | Path, fps:
     starts = [round(100 * k / fps) for k in range(len(array) + 1)]
     durations = [10 * (b - a) for a, b in zip(starts[:-1], starts[1:], strict=True)]
     images = gif_images(np.ascontiguousarray(array))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=durations,
-                   optimize=False)
-    return path
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=durations,
+                       optimize=False)
+    return Path(path)
 
 
 def _are_images(frames: Any) -> bool:

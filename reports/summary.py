@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 
 from reports import tables
 from reports.load import Results, load_results
+from spliter.atomic import write_atomic
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
@@ -92,9 +92,7 @@ def write_summary(study_root: str | Path) -> Path:
     results = load_results(study_root)
     path = Path(study_root) / "results" / SUMMARY
     text = json.dumps(summary_document(results), indent=2, ensure_ascii=False, allow_nan=False)
-    temporary = path.with_name(f".{SUMMARY}.{uuid.uuid4().hex}.tmp")  # unique: two concurrent builds never share one
-    temporary.write_text(text + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_atomic(path, text + "\n")
     return path
 
 

@@ -27,8 +27,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write text (UTF-8) or bytes to `path` atomically; returns the path."""
+def write_atomic(path: str | os.PathLike, data: str | bytes, fsync: bool = False) -> Path:
+    """Write text (UTF-8) or bytes to `path` atomically; `fsync` also flushes it to disk before the rename
+    (the embedding store asks for that: a power cut must not leave a renamed but empty shard)."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
     return Path(path)

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from spliter.atomic import atomic_path
 from spliter.layers import (
     AdditiveConditioning,
     CrossAttention,
@@ -285,9 +286,8 @@ def save_spliter(model: Spliter, path: str | os.PathLike, extra: dict | None = N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": model.config.to_dict(), "state_dict": state, "extra": extra}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"config": model.config.to_dict(), "state_dict": state, "extra": extra}, tmp)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

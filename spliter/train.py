@@ -65,6 +65,8 @@ from torch import Tensor
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from spliter.atomic import atomic_path, write_atomic
+from spliter.backends.base import resolve_device
 from spliter.data.splits import train_val_records
 from spliter.losses import LOSSES, make_loss
 from spliter.models import Spliter, SpliterConfig, save_spliter
@@ -223,24 +225,7 @@ class LrSchedule:
         return 1.0
 
 
-def select_device(preference: str = "auto") -> torch.device:
-    """``auto``: cuda, then mps, then cpu; an explicit device must be available."""
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(preference)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {preference!r}: use 'auto', 'cpu', 'cuda[:i]' or 'mps'") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {preference!r} requested but CUDA is not available: use 'auto' or 'cpu'")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {preference!r} requested but MPS is not available: use 'auto' or 'cpu'")
-    return device
+select_device = resolve_device  # the one device selection lives in spliter.backends.base
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -543,11 +528,6 @@ def _same_setting(stored: Any, current: Any, default: Any) -> bool:
     return set(stored) <= set(current)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
 
 # ----------------------------------------------------------------------------------------------- loop
 
@@ -627,9 +607,10 @@ class _Run:
             "rng": _rng_state(),
             "progress": asdict(self.progress),
         }
-        _atomic_write(self.directory / LAST, lambda p: torch.save(payload, p))
+        with atomic_path(self.directory / LAST) as tmp:
+            torch.save(payload, tmp)
         history = json.dumps(self.progress.history, indent=1)
-        _atomic_write(self.directory / HISTORY, lambda p: p.write_text(history))
+        write_atomic(self.directory / HISTORY, history)
 
     def load(self) -> None:
         path = self.directory / LAST

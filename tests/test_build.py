@@ -167,7 +167,6 @@ def synthetic_study() -> dict:
         "created_at": "2026-01-01T00:00:00Z",
         "question": "Does a plane rotation layer make the rollouts more consistent?",
         "world": "Made-up numbers for the report tests: they say nothing about any model.",
-        "axes": {"regime": ["base"], "rotation_layer": ["off", "plane"], "cross_attention": ["off"]},
     }  # fmt: skip
 
 
@@ -440,8 +439,9 @@ def test_template_calls_only_reports_functions() -> None:
 
 def test_reports_never_imports_spliter() -> None:
     """reports/ reads the results folder only: no import of the method, the metrics or the harness, except the
-    two dependency-free modules it shares with them (the results schema and the one interval implementation)."""
-    shared = {"metrics.schema", "metrics.stats"}
+    dependency-free modules it shares with them (the results schema, the one interval implementation and the
+    one atomic write)."""
+    shared = {"metrics.schema", "metrics.stats", "spliter.atomic"}
     for path in Path(build.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []

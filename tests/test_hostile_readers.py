@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from test_video import audio_only_file, rotated_mp4
 
+from reports.gifs import write_gif
 from spliter.data.datasets import DatasetError, read_folder
 from spliter.data.video import (
     EmptyVideoFile,
@@ -26,7 +27,6 @@ from spliter.data.video import (
     VideoError,
     read_video,
     sample_clip,
-    write_gif,
     write_mp4,
 )
 

@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pytest
 
+from reports.gifs import write_gif
 from spliter.data.video import (
     EmptyVideoFile,
     NoVideoStream,
@@ -21,7 +22,6 @@ from spliter.data.video import (
     read_video,
     resize_frames,
     sample_clip,
-    write_gif,
     write_mp4,
 )
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spliter.atomic import atomic_path
 from spliter.data.video import write_mp4
 
 # Number of polygon sides (0 = circle).
@@ -106,12 +107,10 @@ def write_shapes_dataset(
         video_id = f"shape{i:05d}"
         write_mp4(render_clip(clip, _background(clip.background, size, rng)), videos / f"{video_id}.mp4", fps)
         rows.append((video_id, clip.caption, clip.motion, clip.shape, clip.color, clip.background))
-    tmp = root / ".captions.csv.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with atomic_path(root / "captions.csv") as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CAPTION_COLUMNS)
         writer.writerows(rows)
-    os.replace(tmp, root / "captions.csv")
     return root
 
 

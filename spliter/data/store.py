@@ -42,6 +42,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import Tensor
 
+from spliter.atomic import write_atomic
+
 FORMAT = "spliter-embedding-store"
 VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test_unseen")  # see spliter.data.splits
@@ -133,19 +135,6 @@ def _json_roundtrip(meta: dict[str, Any], where: str) -> dict[str, Any]:
         raise StoreError(f"{where}: meta must be JSON-serialisable ({error}); pass plain dicts, lists, str and numbers") from error
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via a same-folder temporary file, fsync, and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 def _first_index(mask: np.ndarray) -> list[int]:
     return [int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape)]
@@ -212,7 +201,7 @@ class EmbeddingStore:
         header = {"format": FORMAT, "version": VERSION, "dim": dim, "text_tokens": text_tokens, "meta": meta}
         store = cls(path, dim, text_tokens, meta, writable=True, shard_size=shard_size)
         store._write_manifest([])
-        _atomic_write(path / META_FILE, json.dumps(header, indent=2, sort_keys=True).encode())
+        write_atomic(path / META_FILE, json.dumps(header, indent=2, sort_keys=True).encode(), fsync=True)
         return store
 
     @classmethod
@@ -298,7 +287,7 @@ class EmbeddingStore:
     def _write_manifest(self, rows: list[dict[str, Any]]) -> None:
         buffer = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buffer)
-        _atomic_write(self.path / MANIFEST_FILE, buffer.getvalue().to_pybytes())
+        write_atomic(self.path / MANIFEST_FILE, buffer.getvalue().to_pybytes(), fsync=True)
 
     # ------------------------------------------------------------------------------------------------ write
 
@@ -372,7 +361,7 @@ class EmbeddingStore:
         name = f"shard-{self._next_shard:05d}.safetensors"
         payload = {f"{row['video_id']}/{field}": t for row, tensors in self._pending for field, t in tensors.items()}
         rows = [{**row, "shard": name} for row, _ in self._pending]
-        _atomic_write(self.path / SHARD_DIR / name, save_tensors(payload, metadata={"format": FORMAT}))
+        write_atomic(self.path / SHARD_DIR / name, save_tensors(payload, metadata={"format": FORMAT}), fsync=True)
         self._write_manifest(self._rows + rows)  # if this fails, the shard is an ignored orphan
         self._rows.extend(rows)
         self._shards[name] = payload

@@ -10,9 +10,6 @@ and what to do.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,14 +18,14 @@ import av
 import numpy as np
 from PIL import Image
 
+from spliter.atomic import atomic_path
+
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
 """Extensions `read_video` is meant for (any container FFmpeg can demux works)."""
 
 # Time comparisons tolerate float rounding of pts × time_base (far below any frame interval).
 _EPS = 1e-6
 # A GIF stores frame delays in centiseconds, so 50 fps (2 cs per frame) is the fastest it can represent well.
-_GIF_MAX_FPS = 50.0
-_GIF_COLOURS = 255  # the 256th palette entry is reserved, see _gif_frames
 
 
 class VideoError(ValueError):
@@ -377,7 +374,7 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, crf: int 
             f"{path}: H.264 yuv420p needs an even frame size, got {width}x{height}; crop or resize to even"
         )
     rate = _fps_fraction(fps, path)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as container:
             # A dataset written twice must decode to the same frames (seeds -> same numbers). Threaded x264
             # output differs between runs on a loaded machine, and x264's lookahead (mb-tree) made small
@@ -389,49 +386,6 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float, crf: int 
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
     return Path(path)
-
-
-def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
-    """Write uint8 (F, H, W, 3) frames as a looping GIF (Pillow), atomically; returns the path.
-
-    One 255-colour palette is shared by all frames (no flicker). GIF delays are whole centiseconds: each
-    delay is rounded so that frame k still starts at round(100·k/fps) cs, i.e. within 5 ms of k/fps.
-    Identical consecutive frames are kept as separate frames (Pillow would otherwise merge them).
-    """
-    frames = _check_frames(frames, path)
-    if not 0 < fps <= _GIF_MAX_FPS:
-        raise ValueError(f"{path}: GIF delays are in centiseconds, so fps must be in (0, {_GIF_MAX_FPS:g}], got {fps}")
-    starts = [round(100 * k / fps) for k in range(len(frames) + 1)]
-    durations = [10 * (b - a) for a, b in zip(starts[:-1], starts[1:], strict=True)]
-    images = _gif_frames(frames)
-    with _atomic(path) as tmp:
-        images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=durations, optimize=False
-        )
-    return Path(path)
-
-
-def _gif_frames(frames: np.ndarray) -> list[Image.Image]:
-    count, height, width, _ = frames.shape
-    # Quantise once over a (subsampled) mosaic of all frames so every frame uses the same colours.
-    step = max(1, int(np.sqrt(count * height * width / 1_000_000)))
-    sub = frames[:, ::step, ::step]
-    mosaic = Image.fromarray(np.ascontiguousarray(sub.reshape(-1, sub.shape[2], 3)))
-    palette_image = mosaic.quantize(_GIF_COLOURS, dither=Image.Dither.NONE)
-    palette = list(palette_image.getpalette() or [])[: 3 * _GIF_COLOURS]
-    palette += [0] * (3 * _GIF_COLOURS - len(palette))
-    images = []
-    for k, frame in enumerate(frames):
-        index = np.array(Image.fromarray(frame).quantize(palette=palette_image, dither=Image.Dither.NONE))
-        # Pillow drops a frame identical to the previous one. Entry 255 aliases the colour of pixel (0, 0)
-        # and odd frames use it there: consecutive frames then always differ in data, never in colour.
-        corner = int(index[0, 0])
-        if k % 2:
-            index[0, 0] = _GIF_COLOURS
-        image = Image.fromarray(index, mode="P")
-        image.putpalette(palette + palette[3 * corner : 3 * corner + 3])
-        images.append(image)
-    return images
 
 
 def _check_frames(frames: np.ndarray, path: str | os.PathLike) -> np.ndarray:
@@ -446,17 +400,3 @@ def _fps_fraction(fps: float, path: str | os.PathLike) -> Fraction:
         raise ValueError(f"{path}: fps must be > 0, got {fps}")
     return Fraction(fps).limit_denominator(1001)
 
-
-@contextmanager
-def _atomic(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; move it into place only if the body succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reports.gifs import write_gif
 from spliter.data.shapes import write_shapes_dataset
-from spliter.data.video import read_video, write_gif, write_mp4
+from spliter.data.video import read_video, write_mp4
 
 
 def _moving_noise(frames: int, size: int) -> np.ndarray:
