@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ablations.schema import StudyError, to_dict
-from spliter.data.video import _GIF_MAX_FPS as GIF_MAX_FPS
+from reports.gifs import GIF_MAX_FPS
 from spliter.registry import Registry
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
