@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import inspect
 import json
 import logging
@@ -162,7 +163,7 @@ def synthetic_study() -> dict:
                        "samples_per_prompt": 1, "noise": "same", "dt": 0.25, "mode": "step"},
         "seeds": list(SEEDS), "study_seed": 1234, "git_sha": "1234567890abcdef", "git_dirty": True,
         "versions": {"torch": "2.14.1", "pandas": pd.__version__}, "device": "cpu",
-        "variant_order": ["static", "base", "rot"], "baselines": ["static"], "axes": AXES,
+        "variant_order": ["static", "base", "rot"], "baselines": ["static"], "axes": copy.deepcopy(AXES),
         "variants": VARIANTS,
         "created_at": "2026-01-01T00:00:00Z",
         "question": "Does a plane rotation layer make the rollouts more consistent?",
