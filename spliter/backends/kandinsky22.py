@@ -303,6 +303,16 @@ def missing_kandinsky_weights(
     return [problem for problem in problems if problem is not None]
 
 
+def kandinsky_folder_problems(
+    prior: str | os.PathLike = PRIOR_HUB_ID,
+    decoder: str | os.PathLike = DECODER_HUB_ID,
+    cache_dir: str | None = None,
+    **_: Any,
+) -> list[str]:
+    """check_kandinsky_folders for the registry's weight check, which passes every backend option."""
+    return check_kandinsky_folders(prior, decoder, cache_dir)
+
+
 # Components each pipeline needs, and the pipeline class its model_index.json must name.
 PIPELINE_COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "prior": (
