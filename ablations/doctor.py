@@ -192,10 +192,10 @@ def environment_checks(out_root: Path, device: str) -> list[Check]:
 
 def study_checks(study: Study) -> list[Check]:
     """Everything doctor and the preflight of `run` check about the study itself (before any work)."""
-    found = data_checks(study) + backend_checks(study) + metric_checks(study) + prompt_checks(study)
-    if not problems(found):  # a leak is looked for once both sides can be read
-        found += leakage_checks(study)
-    return found
+    data, prompts = data_checks(study), prompt_checks(study)
+    # A leak is looked for once the corpora and the prompts can be read.
+    leakage = [] if problems(data + prompts) else leakage_checks(study)
+    return data + leakage + backend_checks(study) + metric_checks(study) + prompts
 
 
 def problems(checks: list[Check]) -> list[Check]:

@@ -60,7 +60,7 @@ def listed_ids(data: dict[str, Any]) -> list[str] | None:
     source = SOURCES.get(data["source"])
     if not source.indexed or source.problems(data):
         return None
-    return [video.video_id for video in source.videos(data, Path("."))]
+    return [video.video_id for video in source.videos(data, Path(".")).videos]
 
 
 def prompt_sources(study: Study) -> list[str]:
