@@ -115,3 +115,20 @@ def test_prompt_files_may_name_their_source_video(tmp_path: Path, ids: list[str]
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "text": "t", "video_id": v}) + "\n"
                                for i, v in enumerate(ids or ["x"])))
     assert check_leakage(load_study(path)).in_prompts == ids
+
+
+def test_the_paper_protocol_block_states_corpus_evaluation_set_fvd_protocol_and_leakage(
+        tmp_path: Path, monkeypatch) -> None:
+    from ablations.protocol import evaluation_protocol
+    from ablations.stages.context import RunContext
+
+    monkeypatch.chdir(tmp_path)
+    fake_msrvtt(tmp_path, [f"video{i}" for i in range(6)], PAPER_PROMPTS + ["video9999"])
+    study = load_study("paper")
+    block = evaluation_protocol(RunContext(study.path, tmp_path / "runs" / "paper"), study)
+    assert block["training_corpus"] == {"source": "msrvtt-annotation", "path": "data/msrvtt/MSRVTT_data.json",
+                                        "videos": "data/msrvtt/videos", "split": "train"}
+    assert block["evaluation_set"]["split"] == "test" and block["evaluation_set"]["n_videos"] == 32
+    assert block["fvd"] == {"metric": "fvd[i3d-videogpt,16f,stride1,224,squash]", "frames": 16, "stride": 1,
+                            "resolution": 224, "n_min": 2048, "ddof": 1, "n_generated_per_trial": 155}
+    assert block["leakage"]["checked"] and block["leakage"]["clean"]
