@@ -58,7 +58,7 @@ def leakage_checks(study: Study) -> list[Check]:
 
     report = check_leakage(study)
     if not report.checked:
-        return [Check("leakage", True, f"not checked: {report.reason}", False)]
+        return [Check("leakage", not report.unreadable, f"not checked: {report.reason}", report.unreadable)]
     if report.clean:
         held = f"{report.n_evaluation} evaluation videos and " if report.n_evaluation is not None else ""
         return [Check("leakage", True, f"none: {report.n_training} training videos share no id with "

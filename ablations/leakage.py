@@ -32,6 +32,7 @@ class LeakageReport:
     in_evaluation: list[str] = field(default_factory=list)  # training videos that are evaluation videos
     in_prompts: list[str] = field(default_factory=list)  # training videos that are a prompt's source clip
     reason: str = ""  # why nothing was compared, when checked is False
+    unreadable: bool = False  # a side's index could not be read: disjointness is unproven, the study is refused
 
     @property
     def clean(self) -> bool:
@@ -85,12 +86,13 @@ def check_leakage(study: Study) -> LeakageReport:
         evaluation = None if study.spec.evaluation is None else listed_ids(to_dict(study.spec.evaluation))
         prompts = prompt_sources(study)
     except (StudyError, ValueError) as err:  # a reader's DatasetError is a ValueError naming the file
-        return LeakageReport(False, 0, None, 0, reason=f"could not list a side: {err}")
+        return LeakageReport(False, 0, None, 0, reason=f"could not list a side: {err}", unreadable=True)
     if training is None:
         return LeakageReport(False, 0, None, len(prompts),
                              reason=f"data.source {study.spec.data.source!r} makes its own videos")
     if study.spec.evaluation is not None and evaluation is None:
-        return LeakageReport(False, len(training), None, len(prompts), reason="the evaluation set cannot be listed")
+        return LeakageReport(False, len(training), None, len(prompts), reason="the evaluation set cannot be listed",
+                             unreadable=True)
     train_ids = set(training)
     return LeakageReport(
         True, len(train_ids), None if evaluation is None else len(set(evaluation)), len(prompts),

@@ -102,6 +102,8 @@ def _annotation_paths(data: dict[str, Any]) -> list[str]:
     for part in str(data["path"]).split(","):
         if not Path(part.strip()).expanduser().exists():
             found.append(f"data.path: {Path(part.strip()).expanduser()} does not exist")
+    if data.get("split") not in (None, "train", "val", "validate", "test"):
+        found.append(f"data.split: {data['split']!r} is not an MSR-VTT split; use train, val or test (or leave it unset)")
     return found
 
 

@@ -132,3 +132,10 @@ def test_the_paper_protocol_block_states_corpus_evaluation_set_fvd_protocol_and_
     assert block["fvd"] == {"metric": "fvd[i3d-videogpt,16f,stride1,224,squash]", "frames": 16, "stride": 1,
                             "resolution": 224, "n_min": 2048, "ddof": 1, "n_generated_per_trial": 155}
     assert block["leakage"]["checked"] and block["leakage"]["clean"]
+
+
+def test_an_index_that_cannot_be_read_refuses_the_study_rather_than_passing_unchecked(tmp_path: Path) -> None:
+    path = tiny_study(tmp_path, ["v1"], ["e1"], ["p1"])
+    (tmp_path / "eval" / "captions.csv").write_text("name,text\ne1,x\n")  # not the folder layout's columns
+    (leak,) = problems(study_checks(load_study(path)))
+    assert leak.name == "leakage" and "could not list a side" in leak.detail and "captions.csv" in leak.detail

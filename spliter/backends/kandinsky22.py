@@ -249,7 +249,7 @@ def _cpu(tensor: torch.Tensor) -> torch.Tensor:
 def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
         raise ValueError(
-            f"{what} contains NaN or inf; check the inputs, or set backend.dtype: float32 in the study "
+            f"{what} contains NaN or inf; check the inputs, or set backend.options.dtype: float32 in the study "
             "(the backend's dtype option) if the model runs in float16"
         )
     return tensor
