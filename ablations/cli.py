@@ -107,11 +107,18 @@ def doctor(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), device: D
 
 @app.command()
 def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
-         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+         cost: Annotated[bool, typer.Option("--cost", help="estimate the generate FLOPs and GPU-hours instead")] = False,
+         ) -> None:
     """List the trials of a study with the status of each stage: done / pending / stale."""
     from ablations.stages.plan import STAGES, status_of
 
     spec = _load(study)
+    if cost:
+        from ablations.cost import format_cost
+
+        print(format_cost(spec))
+        return
     ctx = _context(spec, out, "cpu", False)
     trials = select_trials(spec.trials, only)
     rows = [{"trial_id": t.trial_id, "variant": t.variant, "seed": t.seed,

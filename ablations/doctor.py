@@ -10,6 +10,9 @@ from pathlib import Path
 from ablations.schema import to_dict
 from ablations.study import Study, StudyError, load_prompts, prompt_file
 
+# Backends whose generate memory spliter.backends.memory models (the real Kandinsky 2.2 architectures).
+MEMORY_MODELLED = ("kandinsky22", "kandinsky22-random")
+
 
 @dataclass(frozen=True)
 class Check:
@@ -27,14 +30,40 @@ def _path_check(name: str, path: str | None, what: str, hint: str) -> Check:
 
 
 def data_checks(study: Study) -> list[Check]:
+    """The training corpus (`data:`) and, when the study names one, the evaluation set (`evaluation:`)."""
+    checks = _source_checks("data", to_dict(study.spec.data))
+    if study.spec.evaluation is not None:
+        checks += _source_checks("evaluation", to_dict(study.spec.evaluation))
+    return checks
+
+
+def _source_checks(section: str, data: dict) -> list[Check]:
     from ablations.sources import SOURCES
 
-    data = to_dict(study.spec.data)
     source = SOURCES.get(data["source"])
+    if section == "evaluation" and not source.indexed:
+        return [Check(section, False, f"evaluation.source: {data['source']!r} makes its own videos; the evaluation "
+                                      "set must be real videos from an index (msrvtt-annotation, msrvtt, webvid, "
+                                      "tgif, folder)")]
     found = source.problems(data)
     if not found:
-        return [Check("data", True, f"{data['source']}: {source.hint}")]
-    return [Check("data", False, f"{line} (expected {source.hint})") for line in found]
+        return [Check(section, True, f"{data['source']}: {source.hint}")]
+    return [Check(section, False, f"{line.replace('data.', section + '.', 1)} (expected {source.hint})")
+            for line in found]
+
+
+def leakage_checks(study: Study) -> list[Check]:
+    """No training video is an evaluation video or a prompt's source clip (ablations.leakage)."""
+    from ablations.leakage import check_leakage
+
+    report = check_leakage(study)
+    if not report.checked:
+        return [Check("leakage", not report.unreadable, f"not checked: {report.reason}", report.unreadable)]
+    if report.clean:
+        held = f"{report.n_evaluation} evaluation videos and " if report.n_evaluation is not None else ""
+        return [Check("leakage", True, f"none: {report.n_training} training videos share no id with "
+                                       f"{held}{report.n_prompt_sources} prompt source clips")]
+    return [Check("leakage", False, line) for line in report.problems()]
 
 
 def backend_checks(study: Study) -> list[Check]:
@@ -48,21 +77,61 @@ def backend_checks(study: Study) -> list[Check]:
     missing = missing_weights(backend.name, **backend.options)
     if not missing:
         how = "random weights built from a seed, nothing to load" if spec.random_weights else "weights found"
-        return [Check("backend", True, f"{backend.name}: {how}")]
-    return [Check("backend", False, line) for line in missing]
+        return [Check("backend", True, f"{backend.name}: {how}")] + memory_checks(study)
+    return [Check("backend", False, line) for line in missing] + memory_checks(study)
+
+
+def visible_gpu_bytes() -> tuple[str, int] | None:
+    """(name, total bytes) of the first visible CUDA device, or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return props.name, int(props.total_memory)
+
+
+def memory_checks(study: Study, gpu: tuple[str, int] | None | bool = True) -> list[Check]:
+    """Estimated peak generate memory (spliter.backends.memory) against the visible GPU, or a 16 GB card.
+
+    `gpu`: True looks for the visible device; None means none is visible; a (name, bytes) pair is that card.
+    Advisory (the estimate is an upper bound), so a card it does not fit is reported, not refused.
+    """
+    from spliter.backends.memory import CARD_16GB_BYTES, GIB, estimate_generate_memory
+
+    backend, gen = study.spec.backend, study.spec.generate
+    if backend.name not in MEMORY_MODELLED or not gen.enabled:
+        return []
+    options = backend.options
+    estimate = estimate_generate_memory(options.get("dtype") or "float16", options["decode_batch_size"],
+                                        options["movq_batch_size"], gen.size)
+    card = visible_gpu_bytes() if gpu is True else gpu
+    name, capacity = card if card else ("a 16 GB card (no CUDA device visible)", CARD_16GB_BYTES)
+    fits = estimate.fits(capacity)
+    verdict = "fits" if fits else ("does not fit: lower backend.options.decode_batch_size / movq_batch_size "
+                                   "or set attention_slicing: true")
+    detail = (f"generate at {gen.size} px: {estimate.describe()}; {name} with {capacity / GIB:.1f} GiB: {verdict}")
+    return [Check("memory", fits, detail, False)]
 
 
 def metric_checks(study: Study) -> list[Check]:
+    from metrics.clip import parse_open_clip_spec
+
     checks = []
     metrics = study.spec.metrics
     for i, encoder in enumerate(metrics.clip_encoders):
         if encoder == "backend":
             continue
-        if not encoder.startswith("openclip:") or "@" not in encoder:
-            checks.append(Check(f"metrics.clip_encoders[{i}]", False,
-                                f"{encoder!r}: use 'backend' or 'openclip:<model>@<weights file>'"))
+        try:
+            parsed = parse_open_clip_spec(encoder)
+        except ValueError as err:
+            checks.append(Check(f"metrics.clip_encoders[{i}]", False, f"{err}, or 'backend'"))
             continue
-        weights = encoder.split("@", 1)[1]
+        weights = parsed.weights
+        untagged = _untagged_problem(parsed)
+        if untagged:
+            checks.append(Check(f"metrics.clip_encoders[{i}]", False, untagged))
+            continue
         if weights == "random":
             checks.append(Check(f"metrics.clip_encoders[{i}]", True, f"{encoder}: random weights (smoke studies only)"))
         else:
@@ -76,6 +145,20 @@ def metric_checks(study: Study) -> list[Check]:
         checks.append(_path_check("metrics.fid.weights", metrics.fid.weights, "Inception weights file",
                                   "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases"))
     return checks
+
+
+def _untagged_problem(spec) -> str | None:
+    """A weights file of an architecture with published tags must name its tag (preprocessing, QuickGELU)."""
+    if spec.random or spec.tag is not None or spec.model == "tiny-vit":
+        return None
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(spec.model)
+    if not tags:
+        return None
+    return (f"openclip:{spec.model}@{spec.weights}: name the pretrained tag the checkpoint was trained as, e.g. "
+            f"openclip:{spec.model}/{tags[0]}@{spec.weights} (known: {', '.join(tags)}); its preprocessing and "
+            "QuickGELU depend on it")
 
 
 def prompt_checks(study: Study) -> list[Check]:
@@ -108,7 +191,11 @@ def environment_checks(out_root: Path, device: str) -> list[Check]:
 
 
 def study_checks(study: Study) -> list[Check]:
-    return data_checks(study) + backend_checks(study) + metric_checks(study) + prompt_checks(study)
+    """Everything doctor and the preflight of `run` check about the study itself (before any work)."""
+    data, prompts = data_checks(study), prompt_checks(study)
+    # A leak is looked for once the corpora and the prompts can be read.
+    leakage = [] if problems(data + prompts) else leakage_checks(study)
+    return data + leakage + backend_checks(study) + metric_checks(study) + prompts
 
 
 def problems(checks: list[Check]) -> list[Check]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.protocol import evaluation_protocol
 from ablations.runfolder import git_state, library_versions, mark_done, stage_status, write_atomic, write_json
 from ablations.schema import to_dict
 from ablations.sources import SOURCES
@@ -160,6 +161,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         # Matrix axis -> level names in file order; the first level is the axis's reference (docs/results.md).
         "axes": study.axes,
         "variants": variants,
+        "evaluation_protocol": evaluation_protocol(ctx, study),
         "created_at": datetime.now(UTC).isoformat(),
     }
 

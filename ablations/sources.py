@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spliter.data.datasets import read_folder, read_msrvtt, read_tgif
+from spliter.data.datasets import read_folder, read_msrvtt, read_msrvtt_annotation, read_tgif, read_webvid
 from spliter.data.shapes import write_shapes_dataset
 from spliter.data.synthetic import write_synthetic_store
 from spliter.registry import Registry
@@ -30,6 +30,9 @@ class DataSource:
     # data section -> one line per problem (a missing file, an unset key); empty when the source can be read
     problems: Callable[[dict[str, Any]], list[str]] = lambda data: []
     note: str = ""  # what the report says about numbers measured on this source (study.json data.note)
+    # True when `videos` only reads an index and the files (renders nothing): ablations.leakage may list the
+    # videos before any work; False for sources that make their own (their ids cannot name a real video).
+    indexed: bool = False
 
     def __post_init__(self) -> None:
         if (self.videos is None) == (self.store is None):
@@ -78,7 +81,30 @@ def _msrvtt(data: dict[str, Any], work: Path) -> Any:
 
 
 def _tgif(data: dict[str, Any], work: Path) -> Any:
-    return read_tgif(Path(data["path"]), Path(data["videos"]))
+    return read_tgif(Path(data["path"]), Path(data["videos"]), ids=data.get("ids"))
+
+
+def _msrvtt_annotation(data: dict[str, Any], work: Path) -> Any:
+    # Several annotation files (train_val_videodatainfo.json + test_videodatainfo.json) are comma-separated.
+    paths = [Path(p.strip()) for p in str(data["path"]).split(",")]
+    return read_msrvtt_annotation(paths, Path(data["videos"]), split=data.get("split"), ids=data.get("ids"))
+
+
+def _webvid(data: dict[str, Any], work: Path) -> Any:
+    column = data.get("caption_column")
+    return read_webvid(Path(data["path"]), Path(data["videos"]), caption_column=None if column == "caption" else column)
+
+
+def _annotation_paths(data: dict[str, Any]) -> list[str]:
+    found = required_paths("videos")(data)
+    if not data.get("path"):
+        return [f"data.path: not set; the {data['source']} source reads MSRVTT_data.json (or the videodatainfo files)"]
+    for part in str(data["path"]).split(","):
+        if not Path(part.strip()).expanduser().exists():
+            found.append(f"data.path: {Path(part.strip()).expanduser()} does not exist")
+    if data.get("split") not in (None, "train", "val", "validate", "test"):
+        found.append(f"data.split: {data['split']!r} is not an MSR-VTT split; use train, val or test (or leave it unset)")
+    return found
 
 
 def _synthetic(data: dict[str, Any], path: Path) -> Any:
@@ -93,8 +119,14 @@ SOURCES.register("synthetic", DataSource(
     note="Data: synthetic ground-truth trajectories (`spliter.data.synthetic`), whose motion follows from the "
          "caption. A known-answer test of the method's training and rollouts, not of Kandinsky 2.2."))
 SOURCES.register("folder", DataSource("a folder of videos with captions.csv (video_id,caption)", videos=_folder,
-                                      problems=required_paths("path")))
+                                      problems=required_paths("path"), indexed=True))
 SOURCES.register("msrvtt", DataSource("the MSR-VTT 1k-A csv (key,vid_key,video_id,sentence) and its videos",
-                                      videos=_msrvtt, problems=required_paths("path", "videos")))
-SOURCES.register("tgif", DataSource("tgif-v1.0.tsv (url<TAB>caption) and its GIFs", videos=_tgif,
-                                    problems=required_paths("path", "videos")))
+                                      videos=_msrvtt, problems=required_paths("path", "videos"), indexed=True))
+SOURCES.register("msrvtt-annotation", DataSource(
+    "the full MSR-VTT annotation (MSRVTT_data.json, or train_val_videodatainfo.json,test_videodatainfo.json) "
+    "with data.split train/val/test and/or data.ids, and its videos",
+    videos=_msrvtt_annotation, problems=_annotation_paths, indexed=True))
+SOURCES.register("webvid", DataSource("a WebVid-style csv (videoid, name or caption, page_dir, ...) and its videos",
+                                      videos=_webvid, problems=required_paths("path", "videos"), indexed=True))
+SOURCES.register("tgif", DataSource("tgif-v1.0.tsv (url<TAB>caption) and its GIFs (data.ids: a split list)",
+                                    videos=_tgif, problems=required_paths("path", "videos"), indexed=True))

@@ -36,8 +36,11 @@ class DataConfig:
     frames: int = 12  # frames per video in the store
     fps: float | None = 8.0  # sampling rate when encoding videos (None: the video's own rate)
     size: int = 64  # shapes: render size in pixels
-    path: str | None = None  # folder: root; msrvtt: the 1k-A csv; tgif: the tsv
-    videos: str | None = None  # msrvtt / tgif: the folder with the video files
+    # folder: root; msrvtt: the 1k-A csv; msrvtt-annotation: MSRVTT_data.json; webvid: the csv; tgif: the tsv
+    path: str | None = None
+    videos: str | None = None  # msrvtt / msrvtt-annotation / webvid / tgif: the folder with the video files
+    split: str | None = None  # msrvtt-annotation: keep one official split (train, val, test); None: all
+    ids: str | None = None  # msrvtt-annotation / tgif: keep the videos of a split list (csv or one id per line)
     caption_column: str = "caption"
     val_fraction: float = 0.25
     split_seed: int = 0
@@ -84,6 +87,16 @@ class FVDConfig:
     frames: int = 16
     resolution: int = 224  # 224 is the published protocol; other values are named in the metric
     resize: Literal["squash", "short_side_crop"] = "squash"
+    # Reference clips take every stride-th frame of the source at its own rate (1: consecutive frames, the
+    # standard protocol); named in the metric (fvd[...,16f,stride1,...]).
+    stride: int = 1
+    # Fewest videos per set for a row to be reliable (2048: StyleGAN-V's fvd2048_16f); rows below it are
+    # flagged and say how many a trustworthy number needs. Never changes the number.
+    n_min: int = 2048
+
+    def __post_init__(self) -> None:
+        if int(self.stride) < 1 or int(self.n_min) < 2:
+            raise ValueError(f"stride must be >= 1 and n_min >= 2, got stride={self.stride}, n_min={self.n_min}")
 
 
 @dataclass
@@ -138,6 +151,9 @@ class StudyFile:
     # axis -> level -> overrides; the product of all axes becomes variants named by their non-default levels
     matrix: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    # The evaluation set (same keys as data, a data source with videos): FVD's reference clips, and videos the
+    # training corpus must not contain (ablations.leakage). None: the training store's validation split.
+    evaluation: DataConfig | None = None
     # The metric the report leads with; held-out embedding accuracy answers the study's question directly.
     headline_metric: str = "embed_cosine[step,start=true]"
 
@@ -353,6 +369,8 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
         "study_seed": spec.study_seed,
         "resources": to_dict(spec.resources),
     }
+    if spec.evaluation is not None:  # only when set, so studies without one keep their trial ids
+        shared["evaluation"] = to_dict(spec.evaluation)
     trials: list[Trial] = []
     base_config = _resolve_spliter(spec, "<shared>", {})
     for name in spec.baselines:

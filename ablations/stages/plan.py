@@ -43,7 +43,10 @@ def stage_config(trial: Trial, stage: str) -> dict:
     if stage == "generate":
         return generate
     if stage == "score":
-        return {"generate": stable_hash(generate), "metrics": cfg["metrics"], "version": STAGE_VERSIONS["score"]}
+        score = {"generate": stable_hash(generate), "metrics": cfg["metrics"], "version": STAGE_VERSIONS["score"]}
+        if "evaluation" in cfg:  # FVD's reference clips come from the evaluation set
+            score["evaluation"] = cfg["evaluation"]
+        return score
     raise ValueError(f"unknown stage {stage!r}: use one of {STAGES}")
 
 

@@ -20,7 +20,7 @@ from ablations.runfolder import stage_status
 from ablations.stages.context import RunContext
 from ablations.stages.plan import stage_dir, stage_hash
 from ablations.study import Trial
-from metrics.clip import BackendClipEncoder, OpenClipEncoder, register_open_clip_config
+from metrics.clip import BackendClipEncoder, OpenClipEncoder, parse_open_clip_spec, register_open_clip_config
 from metrics.fid import FIDProtocol, FrameFID
 from metrics.fvd import FVDProtocol, FVDScorer, I3DFeatureExtractor
 from spliter.backends import make_backend, resolve_device
@@ -83,20 +83,19 @@ class Resources:
         return rollout
 
     def clip_encoders(self, trial: Trial) -> list[Any]:
-        """The encoders of `metrics.clip_encoders`: "backend" or "openclip:<model>@<weights file|random>"."""
+        """The encoders of `metrics.clip_encoders`: "backend" or "openclip:<model>[/<tag>]@<weights file|random>"."""
         return [self._clip_encoder(trial, spec) for spec in trial.config["metrics"]["clip_encoders"]]
 
     def _clip_encoder(self, trial: Trial, spec: str) -> Any:
         if spec == "backend":
             return BackendClipEncoder(self.backend(trial))
-        model, _, weights = spec.removeprefix("openclip:").partition("@")
+        parsed = parse_open_clip_spec(spec)
 
         def build() -> Any:
-            if model == "tiny-vit":  # the test architecture is not one of open_clip's own configs
+            if parsed.model == "tiny-vit":  # the test architecture is not one of open_clip's own configs
                 register_open_clip_config("tiny-vit")
-            if weights == "random":
-                return OpenClipEncoder(model, pretrained=None, allow_random=True, seed=0, device="cpu")
-            return OpenClipEncoder(model, pretrained=weights, device=str(self.device))
+            # Random weights stay on the CPU: smoke studies only, and the same numbers on every machine.
+            return OpenClipEncoder.from_spec(parsed, device="cpu" if parsed.random else str(self.device), seed=0)
 
         return self._get("openclip", (spec,), build)
 
@@ -106,7 +105,7 @@ class Resources:
 
         def build() -> Any:
             protocol = FVDProtocol(weights=cfg["protocol"], frames=cfg["frames"], resolution=cfg["resolution"],
-                                   resize=cfg["resize"])
+                                   resize=cfg["resize"], stride=cfg["stride"], n_min=cfg["n_min"])
             if cfg["weights"] == "random":
                 extractor = I3DFeatureExtractor.random(seed=0, protocol=protocol, device=self.device)
             else:

@@ -16,7 +16,8 @@ import numpy as np
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.generate import load_frames
-from ablations.stages.plan import stage_dir, stage_hash
+from ablations.stages.plan import stage_dir
+from ablations.stages.reference import ProtocolFVD, reference_set, reference_stats
 from ablations.stages.resources import Resources
 from ablations.study import Trial
 from metrics.families import METRIC_FAMILIES
@@ -77,16 +78,14 @@ class TrialScoring:
         return self.resources.clip_encoders(self.trial)
 
     def fvd(self) -> tuple[Any, Any]:
-        """The FVD scorer and the reference statistics of the data source's real clips (cached on disk)."""
+        """The FVD scorer and the streamed, cached statistics of the evaluation set's real clips (stages.reference)."""
         scorer = self.resources.fvd_scorer(self.trial)
-        gen = self.trial.config["generate"]
-        # The reference set's identity: which real clips (the encode stage's data), sampled how.
-        key = {"encode": stage_hash(self.trial, "encode"), "frames": gen["frames"], "dt": gen["dt"], "size": gen["size"]}
-        cache = self.ctx.root / "cache" / "fvd"
-        # FVDScorer.reference_stats returns a cached file before reading its source; reading the real clips
-        # is the slow part, so they are read only when that file (fvd.py's name for it) is absent.
-        cached = (cache / f"fvd-ref-{scorer.cache_key(key)}.npz").is_file()
-        return scorer, scorer.reference_stats([] if cached else self.reference_videos(), cache, key)
+        encode_dir = stage_dir(self.ctx, self.trial, "encode")
+        val_ids = [record.video_id for record in self.val_records()]
+        reference = reference_set(self.trial.config, encode_dir, val_ids)
+        stats, skipped = reference_stats(scorer, reference, self.trial.config["generate"]["size"],
+                                         self.ctx.root / "cache" / "fvd")
+        return ProtocolFVD(scorer, reference.name, len(reference.videos), skipped), stats
 
     def fid(self) -> tuple[Any, list[np.ndarray]]:
         """The frame-FID scorer and the real reference clips."""

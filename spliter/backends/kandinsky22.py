@@ -249,7 +249,7 @@ def _cpu(tensor: torch.Tensor) -> torch.Tensor:
 def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
         raise ValueError(
-            f"{what} contains NaN or inf; check the inputs, or set backend.dtype: float32 in the study "
+            f"{what} contains NaN or inf; check the inputs, or set backend.options.dtype: float32 in the study "
             "(the backend's dtype option) if the model runs in float16"
         )
     return tensor
@@ -301,6 +301,16 @@ def missing_kandinsky_weights(
         weights_problem(decoder, "decoder", DECODER_HUB_ID, cache_dir),
     )
     return [problem for problem in problems if problem is not None]
+
+
+def kandinsky_folder_problems(
+    prior: str | os.PathLike = PRIOR_HUB_ID,
+    decoder: str | os.PathLike = DECODER_HUB_ID,
+    cache_dir: str | None = None,
+    **_: Any,
+) -> list[str]:
+    """check_kandinsky_folders for the registry's weight check, which passes every backend option."""
+    return check_kandinsky_folders(prior, decoder, cache_dir)
 
 
 # Components each pipeline needs, and the pipeline class its model_index.json must name.

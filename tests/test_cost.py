@@ -1,0 +1,55 @@
+"""plan --cost: generate FLOPs and GPU-hours from the per-step figures, decodes counted as run and at the floor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablations.cli import main
+from ablations.cost import GPU_PEAK_TFLOPS, UTILISATION, decode_flops, generate_cost
+from ablations.study import load_study
+
+
+def test_plan_cost_prints_the_paper_estimate(capsys) -> None:
+    assert main(["plan", "--cost", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "paper: generate of 66 trials, 10230 videos" in out
+    assert "163,680 as run; 141,980 unique" in out and "13.89 EFLOP as run" in out
+    assert all(name in out for name in GPU_PEAK_TFLOPS)
+
+
+def test_paper_counts_every_frame_and_its_floor_dedups_baselines_static_and_frame0() -> None:
+    cost = generate_cost(load_study("paper"))
+    videos, frames = 31 * 5, 16  # prompts x samples per trial, frames per video
+    assert cost.decodes == 66 * videos * frames  # 2 baselines x 3 seeds + 20 variants x 3 seeds
+    # frame 0 once for everyone, mean_motion once (not per seed), static nothing more, each Spliter its other frames
+    assert cost.floor_decodes == videos + videos * (frames - 1) + 60 * videos * (frames - 1)
+    assert cost.flops == pytest.approx(cost.decodes * (50 * 1.66 + 1.86) * 1e12)
+    assert cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"]) == pytest.approx(
+        cost.flops / (989e12 * UTILISATION) / 3600)
+    assert 12 < cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"]) < 14  # issue 13: ~13 h on one H100
+
+
+def test_flops_scale_with_the_pixel_count_and_the_steps() -> None:
+    base = {"size": 512, "decoder_steps": 50}
+    assert decode_flops({**base, "size": 256}) == pytest.approx(decode_flops(base) / 4)
+    assert decode_flops({**base, "decoder_steps": 0}) == pytest.approx(1.86e12)
+
+
+def test_per_frame_noise_keeps_static_frames_apart_and_chain_mode_its_own_frame0(tmp_path: Path) -> None:
+    def cost_of(**generate):
+        spec = {"study": "c", "seeds": [0, 1], "generate": {"max_prompts": 2, "frames": 4, **generate},
+                "variants": {"a": {}}}
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return generate_cost(load_study(path))
+
+    same = cost_of(noise="same", mode="step")
+    assert same.decodes == 6 * 2 * 4  # static, mean_motion, a: 2 seeds each; 2 videos of 4 frames
+    assert same.floor_decodes == 2 + 2 * 3 + 2 * 2 * 3  # frame 0 shared; mean_motion once; a per seed
+    per_frame = cost_of(noise="per_frame", mode="step")
+    assert per_frame.floor_decodes == same.floor_decodes + 2 * 3  # static's frames now differ in noise
+    chain = cost_of(noise="same", mode="chain")
+    assert chain.floor_decodes == 2 + (2 + 2 * 3) + 2 * (2 + 2 * 3)  # every trial decodes its own frame 0
