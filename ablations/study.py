@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from ablations.schema import StudyError, from_dict, set_dotted, to_dict
+from ablations.validation import validate_study
 
 STUDIES_DIR = Path(__file__).parent / "studies"
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -227,6 +228,7 @@ def load_study(name_or_path: str | Path) -> Study:
         spec = from_dict(StudyFile, raw)
         _check_components(spec)
         trials = expand_trials(spec)
+        validate_study(spec, trials)
     except StudyError as err:
         raise StudyError(f"{path}: {err}") from None
     return Study(spec=spec, path=path.resolve(), trials=trials)
