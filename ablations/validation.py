@@ -67,7 +67,7 @@ def validate_study(spec: Any, trials: Iterable[Any] | None = None) -> None:
             sections.append((f"variants.{trial.variant} (merged) -> ", merged))
     data = _as_mapping(getattr(spec, "data", None))
     backend = _as_mapping(getattr(spec, "backend", None))
-    _check_data(data, any(_get(s["metrics"], "embedding", False) for _, s in sections))
+    _check_data(data, any(_embedding_on(s["metrics"]) for _, s in sections))
     if _uses_backend(data, sections):
         _check_backend(backend)
     for at, section in sections:
@@ -244,8 +244,14 @@ def _uses_backend(data: Mapping[str, Any], sections: list[tuple[str, dict]]) -> 
     return _get(data, "source") not in EMBEDDING_SOURCES or any(_get(s["generate"], "enabled", True) for _, s in sections)
 
 
+def _embedding_on(metrics: Mapping[str, Any]) -> bool:
+    """Embedding metrics are scored: the old `embedding: true` switch, or the family in `select`."""
+    return bool(_get(metrics, "embedding", False)) or "embedding" in (_get(metrics, "select") or ())
+
+
 def _fvd_on(metrics: Mapping[str, Any]) -> bool:
-    return bool(_get(_get(metrics, "fvd"), "enabled", False))
+    """FVD is scored: the old `fvd.enabled` switch, or the family in `select`."""
+    return bool(_get(_get(metrics, "fvd"), "enabled", False)) or "fvd" in (_get(metrics, "select") or ())
 
 
 def _prompt_count(generate: Mapping[str, Any]) -> int:

@@ -181,7 +181,7 @@ def test_a_torn_last_checkpoint_in_a_partial_folder_restarts_the_trial(finished,
 def test_a_finished_run_records_its_inputs_chain(finished) -> None:
     _, root = finished
     trial = spliter_trial(root)
-    encode = read_manifest(next((root / "micro" / "encode").iterdir()))
+    encode = read_manifest(next(p for p in (root / "micro" / "encode").iterdir() if p.is_dir()))
     assert set(encode["inputs"]) == {"data"}
     score = read_manifest(trial / "score")
     assert set(score["inputs"]) == {"encode", "train", "generate"}
