@@ -216,3 +216,18 @@ def test_two_concurrent_runs_of_one_study_both_exit_0(hostile_run, tmp_path: Pat
         outputs = [p.communicate(timeout=300)[0] for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outputs
         assert (out / "hostile" / "results" / "DONE").exists()
+
+
+def test_a_caption_the_text_encoder_truncates_is_named_with_its_token_count() -> None:
+    pytest.importorskip("open_clip")
+    from types import SimpleNamespace
+
+    from ablations.stages.encode import truncated_captions
+    from spliter.backends.tokenizer import clip_tokenizer
+    from spliter.data.datasets import CaptionedVideo
+
+    backend = SimpleNamespace(prior_pipeline=SimpleNamespace(tokenizer=clip_tokenizer(77)), text_tokens=77)
+    videos = [CaptionedVideo("short", "a cat jumps", Path("short.mp4"), "t"),
+              CaptionedVideo("long", " ".join(["dancing"] * 80), Path("long.mp4"), "t")]
+    assert truncated_captions(backend, videos) == [{"video_id": "long", "tokens": 82, "kept": 77}]
+    assert truncated_captions(SimpleNamespace(text_tokens=8), videos) == []  # no tokenizer: nothing to say

@@ -23,6 +23,7 @@ from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
 from ablations.study import Trial, stable_hash
+from spliter.data.datasets import long_captions
 from spliter.data.store import EmbeddingStore, StoreError
 from spliter.pipeline import encode_videos
 
@@ -75,8 +76,12 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     store = EmbeddingStore.open(store_path)
     accepted = _accepted(store, listing.videos, files)
     write_json(work / ACCEPTED, accepted)
+    truncated = truncated_captions(resources.backend(trial), [v for v in listing.videos if store.has(v.video_id)])
+    for item in truncated:
+        log.warning("encode: the caption of %s has %d tokens; the text encoder keeps the first %d",
+                    item["video_id"], item["tokens"], item["kept"])
     write_json(work / SUMMARY, {"listed": len(listing.videos), "accepted": len(accepted), "skipped": len(skipped),
-                                "reused": len(carried), "notes": list(listing.notes)})
+                                "reused": len(carried), "notes": list(listing.notes), "truncated_captions": truncated})
     if len(store) < MIN_USABLE:  # a store this small is not a finished encode: every later stage would fail less clearly
         first = f" (first: {skipped[0]['video']}: {skipped[0]['reason']})" if skipped else ""
         got = "no usable videos" if len(store) == 0 else f"only {len(store)} usable video(s)"
@@ -85,6 +90,17 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
             f"{len(skipped)} skipped{first}; see {work / SKIPPED}"
         )
     return {"n_videos": len(store), "skipped": len(skipped)}
+
+
+def truncated_captions(backend: Any, videos: list) -> list[dict]:
+    """Every caption the backend's text encoder truncates ({"video_id", "tokens", "kept"}); [] for a backend
+    without a tokenizer (the tiny ones hash characters and truncate nothing)."""
+    tokenizer = getattr(getattr(backend, "prior_pipeline", None), "tokenizer", None)
+    if tokenizer is None:
+        return []
+    limit = int(backend.text_tokens)
+    found = long_captions(videos, lambda caption: tokenizer(caption, truncation=False), limit=limit)
+    return [{"video_id": video_id, "tokens": count, "kept": limit} for video_id, _, count in found]
 
 
 def data_identity(trial: Trial, folder: Path) -> str | None:
