@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ablations.prompt_sets import load_prompts
 from ablations.schema import StudyError, to_dict
 from spliter.data.video import _GIF_MAX_FPS as GIF_MAX_FPS
 from spliter.registry import Registry
@@ -255,7 +256,6 @@ def _fvd_on(metrics: Mapping[str, Any]) -> bool:
 
 
 def _prompt_count(generate: Mapping[str, Any]) -> int:
-    from ablations.study import load_prompts  # lazily: ablations.study calls this module while loading
 
     selection = {"prompts": _get(generate, "prompts"), "prompt_tags": _get(generate, "prompt_tags") or [],
                  "max_prompts": _get(generate, "max_prompts")}

@@ -81,9 +81,10 @@ def hostile_data(tmp_path_factory) -> Path:
 def hostile_run(hostile_data: Path, tmp_path_factory) -> tuple[Path, Path, set[str]]:
     work = tmp_path_factory.mktemp("hostile-run")
     study = study_file(work, hostile_data)
-    before = tree(work)
+    before, data_before = tree(work), tree(hostile_data)
     assert main(["run", str(study), "--out", str(work / "runs")]) == 0
-    return study, work / "runs" / "hostile", tree(work, work / "runs") - before
+    outside = (tree(work, work / "runs") - before) | (tree(hostile_data) ^ data_before)  # the data are only read
+    return study, work / "runs" / "hostile", outside
 
 
 def test_a_study_over_18_good_and_12_bad_files_runs_to_its_report(hostile_run) -> None:
