@@ -1,4 +1,4 @@
-"""The spliter-bench command line: doctor, plan, encode, train, generate, score, collect, report, run."""
+"""The spliter-bench command line: doctor, plan, encode, train, generate, score, collect, report, run, compare."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from ablations.study import Study, load_study, select_trials  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark and ablation suite for the Spliter text-to-video method.")
-console = Console(stderr=True)
+# Messages are plain text: file names may hold markup characters (clip[red]x.mp4), and paths are never wrapped.
+console = Console(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 StudyArg = Annotated[str, typer.Argument(help="a shipped study (quickstart, synthetic, paper) or a study .yaml")]
 OutOpt = Annotated[Path, typer.Option("--out", help="run root; everything of a study goes under ROOT/<study>/")]
@@ -39,6 +40,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="redo the selected stage
 LauncherOpt = Annotated[str, typer.Option("--launcher", help="local or ray")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="parallel trials (local: processes; ray: CPUs of a local Ray)")]
 RayOpt = Annotated[str | None, typer.Option("--ray-address", help="address of an existing Ray cluster")]
+NoRedoOpt = Annotated[bool, typer.Option("--no-redo", help="stop at a stale stage (damaged outputs, changed data) "
+                                                           "naming the command that redoes it, instead of redoing it")]
 
 
 class Failure(Exception):
@@ -52,10 +55,20 @@ def _load(study: str) -> Study:
         raise Failure(str(err)) from None
 
 
-def _context(study: Study, out: Path, device: str, force: bool):
+def _context(study: Study, out: Path, device: str, force: bool, redo: bool = True):
     from ablations.stages.context import RunContext
 
-    return RunContext(study_path=study.path, root=(out / study.name).resolve(), device=device, force=force)
+    return RunContext(study_path=study.path, root=_study_root(study, out), device=device, force=force, redo=redo)
+
+
+def _study_root(study: Study, out: Path) -> Path:
+    """ROOT/<study>, verified to stay inside ROOT (the name is checked at load; this is the second lock)."""
+    from ablations.validation import safe_child
+
+    try:
+        return safe_child(out, study.name)
+    except StudyError as err:
+        raise Failure(str(err)) from None
 
 
 def _preflight(study: Study, out: Path, device: str) -> None:
@@ -68,11 +81,11 @@ def _preflight(study: Study, out: Path, device: str) -> None:
         raise Failure(f"study '{study.name}' ({study.path}) cannot run:\n{lines}\n(see `spliter-bench doctor {study.path}`)")
 
 
-def _launch(study: Study, stages, *, out, only, device, force, launcher, workers, ray_address) -> list:
+def _launch(study: Study, stages, *, out, only, device, force, launcher, workers, ray_address, redo=True) -> list:
     from ablations.launchers import Launcher
 
     _preflight(study, out, device)
-    ctx = _context(study, out, device, force)
+    ctx = _context(study, out, device, force, redo)
     trials = select_trials(study.trials, only)
     runner = Launcher(kind=launcher, workers=workers, ray_address=ray_address)
     try:
@@ -177,7 +190,7 @@ def report(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> None:
     from reports.build import build_report
 
     spec = _load(study)
-    root = (out / spec.name).resolve()
+    root = _study_root(spec, out)
     if not (root / "results" / "scores.parquet").exists():
         raise Failure(f"no results at {root / 'results'}; run `spliter-bench run {spec.path}` (or collect) first")
     index = build_report(root)
@@ -188,7 +201,8 @@ def report(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> None:
 def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None, device: DeviceOpt = "auto",
         force: ForceOpt = False, launcher: LauncherOpt = "local", workers: WorkersOpt = 1, ray_address: RayOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan and stop")] = False,
-        no_report: Annotated[bool, typer.Option("--no-report", help="stop after collecting the results")] = False) -> None:
+        no_report: Annotated[bool, typer.Option("--no-report", help="stop after collecting the results")] = False,
+        no_redo: NoRedoOpt = False) -> None:
     """All stages (encode, train, generate, score), then collect, then the report."""
     from ablations.results import collect as collect_results
     from ablations.stages.plan import STAGES
@@ -200,8 +214,8 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
         return
     started = time.time()
     outcomes = _launch(spec, STAGES, out=out, only=only, device=device, force=force, launcher=launcher,
-                       workers=workers, ray_address=ray_address)
-    ctx = _context(spec, out, device, force)
+                       workers=workers, ray_address=ray_address, redo=not no_redo)
+    ctx = _context(spec, out, device, force, not no_redo)
     ran = sum(o.status == "ran" for o in outcomes)
     if only:
         console.print(f"{ran} stage(s) ran for --only {only}; collect and report need the whole study")
@@ -216,6 +230,20 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
         else:
             console.print(f"report: {build_report(ctx.root)}")
     console.print(f"done in {time.time() - started:.1f} s ({ran} stage(s) ran, {len(outcomes) - ran} already done)")
+
+
+@app.command()
+def compare(run_a: Annotated[str, typer.Argument(help="study folder A (holds results/), e.g. runs/quickstart")],
+            run_b: Annotated[str, typer.Argument(help="study folder B, compared against A (differences are B - A)")],
+            out: Annotated[str | None, typer.Option("--out", help="output folder (default: RUN_B/compare-<A>)")] = None,
+            ) -> int:
+    """Compare two finished runs: protocol changes and paired differences (comparison.md, comparison.html)."""
+    from reports.compare import main as compare_main
+
+    code = compare_main([run_a, run_b] + (["--out", out] if out else []))
+    if code:
+        raise Failure(f"could not compare {run_a} with {run_b} (see the message above)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("aborted")
         return 130
     except Failure as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"error: {err}")
         return 1
     except Exception as err:  # noqa: BLE001 - one clear line, non-zero exit, traceback on request
         from ablations.launchers import TrialFailed
@@ -244,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SPLITER_DEBUG"):
             raise
         if isinstance(err, TrialFailed | StudyError | FileNotFoundError | ValueError | RuntimeError):
-            console.print(f"[red]error:[/red] {err}")
+            console.print(f"error: {err}")
             return 1
         raise
     except SystemExit as exit_:

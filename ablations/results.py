@@ -10,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from ablations.protocol import evaluation_protocol
-from ablations.runfolder import git_state, library_versions, mark_done, stage_status, write_atomic, write_json
+from ablations.runfolder import (
+    git_state,
+    library_versions,
+    mark_done,
+    stage_lock,
+    stage_status,
+    write_atomic,
+    write_json,
+)
 from ablations.schema import to_dict
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
@@ -166,6 +174,18 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     }
 
 
+def skipped_videos(ctx: RunContext, study: Study) -> list[dict]:
+    """Every source file the encode stages left out, with its reason ({"encode", "video", "reason"})."""
+    rows, seen = [], set()
+    for trial in study.trials:
+        folder = stage_dir(ctx, trial, "encode")
+        if folder in seen or not (folder / "skipped.json").exists():
+            continue
+        seen.add(folder)
+        rows += [{"encode": folder.name, **item} for item in json.loads((folder / "skipped.json").read_text())]
+    return rows
+
+
 def results_key(ctx: RunContext, study: Study) -> str:
     """What the results tables are a function of: the study file and every needed stage's DONE (hash and time)."""
     stages = []
@@ -196,9 +216,19 @@ def collect(ctx: RunContext, study: Study | None = None, force: bool = False) ->
             f"run `spliter-bench run {study.path}` first"
         )
     out = ctx.folder.results
-    key = results_key(ctx, study)
-    if not force and stage_status(out, key) == "done" and all((out / name).exists() for name in RESULT_FILES):
-        return out
+    # Two runs of one study meet here: one collects, the other waits and then finds the results current.
+    with stage_lock(out, ctx.lock_wait_s):
+        key = results_key(ctx, study)
+        if not force and stage_status(out, key) == "done" and all((out / name).exists() for name in RESULT_FILES):
+            return out
+        _write_results(ctx, study, out, key)
+    return out
+
+
+def _write_results(ctx: RunContext, study: Study, out: Path, key: str) -> None:
+    """Every results file, then summary.json, then results/DONE (only when all of them are written)."""
+    from reports.summary import write_summary  # reports never import the harness; the harness may call them
+
     (out / "DONE").unlink(missing_ok=True)
     scores = _scores(ctx, study)
     _write_parquet(scores, out / "scores.parquet")
@@ -209,7 +239,8 @@ def collect(ctx: RunContext, study: Study | None = None, force: bool = False) ->
     if protocol["headline_metric"] not in set(scores["metric"]):
         log.warning("headline_metric %r was not scored; the report picks its own", protocol["headline_metric"])
         protocol["headline_metric"] = None
+    protocol["skipped"] = skipped_videos(ctx, study)
     write_json(out / "study.json", protocol)
     write_atomic(ctx.root / "study.yaml", study.path.read_text())
+    write_summary(ctx.root)
     mark_done(out, key)
-    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -98,6 +99,74 @@ def staging(stage_dir: Path) -> Iterator[Path]:
 
 def mark_done(stage_dir: Path, config_hash: str) -> None:
     write_atomic(stage_dir / "DONE", config_hash + "\n")
+
+
+# The DONE file's manifest: every output's size, mtime and sha256, and the identities of the stage's inputs.
+MANIFEST = "MANIFEST.json"
+# Not outputs: the markers themselves, and meta.json, whose timestamps differ between identical runs.
+_NOT_OUTPUTS = ("DONE", MANIFEST, "meta.json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _outputs(stage_dir: Path) -> list[Path]:
+    return sorted(p for p in stage_dir.rglob("*") if p.is_file() and p.relative_to(stage_dir).as_posix() not in _NOT_OUTPUTS)
+
+
+def write_manifest(stage_dir: Path, inputs: dict[str, str]) -> str:
+    """Record each output (size, mtime, sha256) and the inputs' identities; returns the outputs' identity.
+
+    The identity hashes names and contents only (no times), so a stage redone to the same bytes keeps it and
+    the stages after it stay done.
+    """
+    files = {}
+    for path in _outputs(stage_dir):
+        stat = path.stat()
+        files[path.relative_to(stage_dir).as_posix()] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                                          "sha256": _sha256(path)}
+    identity = hashlib.sha256(json.dumps({k: v["sha256"] for k, v in files.items()}, sort_keys=True).encode())
+    write_json(stage_dir / MANIFEST, {"files": files, "inputs": inputs, "identity": identity.hexdigest()})
+    return identity.hexdigest()
+
+
+def read_manifest(stage_dir: Path) -> dict | None:
+    """The stage's manifest, or None for a stage finished before manifests were written (trusted as it is)."""
+    path = stage_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict):
+            return manifest
+    except (OSError, ValueError):
+        pass
+    return {"files": {}, "inputs": {}, "identity": None, "unreadable": True}
+
+
+def output_problem(stage_dir: Path, manifest: dict) -> str | None:
+    """Why the outputs no longer match the manifest (missing, resized or changed file), or None.
+
+    A file whose size and mtime are unchanged is taken as it is; otherwise its sha256 decides, so a copied
+    run folder (new mtimes, same bytes) stays done and a file changed in place (same size) does not.
+    """
+    if manifest.get("unreadable"):
+        return f"{stage_dir / MANIFEST} is unreadable"
+    for name, recorded in sorted(manifest["files"].items()):
+        path = stage_dir / name
+        if not path.is_file():
+            return f"{path} is missing"
+        stat = path.stat()
+        if stat.st_size != recorded["size"]:
+            return f"{path} has {stat.st_size} bytes, {recorded['size']} when the stage finished"
+        if stat.st_mtime_ns != recorded["mtime_ns"] and _sha256(path) != recorded["sha256"]:
+            return f"{path} changed after the stage finished"
+    return None
 
 
 def write_config(stage_dir: Path, config: dict) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ablations.prompt_sets import load_prompts
 from ablations.schema import StudyError, to_dict
 from reports.gifs import GIF_MAX_FPS
 from spliter.registry import Registry
@@ -67,7 +68,7 @@ def validate_study(spec: Any, trials: Iterable[Any] | None = None) -> None:
             sections.append((f"variants.{trial.variant} (merged) -> ", merged))
     data = _as_mapping(getattr(spec, "data", None))
     backend = _as_mapping(getattr(spec, "backend", None))
-    _check_data(data, any(_get(s["metrics"], "embedding", False) for _, s in sections))
+    _check_data(data, any(_embedding_on(s["metrics"]) for _, s in sections))
     if _uses_backend(data, sections):
         _check_backend(backend)
     for at, section in sections:
@@ -244,12 +245,17 @@ def _uses_backend(data: Mapping[str, Any], sections: list[tuple[str, dict]]) -> 
     return _get(data, "source") not in EMBEDDING_SOURCES or any(_get(s["generate"], "enabled", True) for _, s in sections)
 
 
+def _embedding_on(metrics: Mapping[str, Any]) -> bool:
+    """Embedding metrics are scored: the old `embedding: true` switch, or the family in `select`."""
+    return bool(_get(metrics, "embedding", False)) or "embedding" in (_get(metrics, "select") or ())
+
+
 def _fvd_on(metrics: Mapping[str, Any]) -> bool:
-    return bool(_get(_get(metrics, "fvd"), "enabled", False))
+    """FVD is scored: the old `fvd.enabled` switch, or the family in `select`."""
+    return bool(_get(_get(metrics, "fvd"), "enabled", False)) or "fvd" in (_get(metrics, "select") or ())
 
 
 def _prompt_count(generate: Mapping[str, Any]) -> int:
-    from ablations.study import load_prompts  # lazily: ablations.study calls this module while loading
 
     selection = {"prompts": _get(generate, "prompts"), "prompt_tags": _get(generate, "prompt_tags") or [],
                  "max_prompts": _get(generate, "max_prompts")}

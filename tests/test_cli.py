@@ -206,6 +206,7 @@ def test_missing_weights_folder_fails_before_any_work_naming_it(tmp_path, capsys
     real = json.loads(json.dumps(MICRO))
     real["backend"] = {"name": "kandinsky22",
                        "options": {"prior": str(tmp_path / "no-prior"), "decoder": str(tmp_path / "no-dec")}}
+    real["generate"]["size"] = 64  # the real decoder's multiple: every value is valid, only the weights are missing
     assert cli("run", str(write(tmp_path / "real.yaml", real)), "--out", str(tmp_path / "runs")) == 1
     err = capsys.readouterr().err.replace("\n", "")
     assert "no-prior" in err

@@ -17,6 +17,7 @@ class RunContext:
     root: Path  # ROOT/<study>
     device: str = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps
     force: bool = False  # redo stages even when done
+    redo: bool = True  # redo a stale stage (outputs damaged, inputs changed); False: stop, naming the command
     lock_wait_s: float = 3600.0  # how long a stage waits for another process holding its lock
     progress: bool = False  # inner progress bars (the launcher shows one outer bar per stage)
     _study: Study | None = field(default=None, init=False, repr=False, compare=False)  # the loaded study file

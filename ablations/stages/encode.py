@@ -1,20 +1,40 @@
-"""The encode stage: the data source's captioned videos -> an embedding store (or the source writes one)."""
+"""The encode stage: the data source's captioned videos -> an embedding store (or the source writes one).
+
+Besides the store it writes (schema in docs/results.md):
+- skipped.json: every listed, unlisted, duplicate or unreadable file with its reason ({"video", "reason"});
+- accepted.json: the videos in the store, each with its source file (path, size, mtime_ns), caption, split
+  and the times of the sampled frames; stages that read source videos again (the FVD reference set) read
+  exactly these;
+- summary.json: counts (listed, accepted, skipped) and the source's notes.
+The source files are part of the stage's identity (`data_identity`): a changed, added or repaired file makes
+the stage stale, and the redo carries over the records of unchanged videos, so only those are encoded.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ablations.runfolder import write_json
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
-from ablations.study import Trial
-from spliter.data.store import EmbeddingStore
+from ablations.study import Trial, stable_hash
+from spliter.data.datasets import long_captions
+from spliter.data.store import EmbeddingStore, StoreError
 from spliter.pipeline import encode_videos
 
 log = logging.getLogger(__name__)
+ACCEPTED, SKIPPED, SUMMARY = "accepted.json", "skipped.json", "summary.json"
+# Fewest usable videos a study can train and score on (one train and one validation video).
+MIN_USABLE = 2
+
+
+class TooFewVideos(RuntimeError):
+    """The data source left fewer usable videos than a study can run on."""
 
 
 def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
@@ -25,26 +45,152 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         if store_path.exists():
             shutil.rmtree(store_path)
         store = source.store(data, store_path)
-        write_json(work / "skipped.json", [])
+        write_json(work / SKIPPED, [])
+        write_json(work / ACCEPTED, [])
+        write_json(work / SUMMARY, {"listed": len(store), "accepted": len(store), "skipped": 0, "notes": []})
         return {"n_videos": len(store), "skipped": 0}
 
     listing = source.videos(data, work)
+    files = {v.video_id: _file_facts(v.path, work) for v in listing.videos}
     backend_cfg = trial.config["backend"]
+    previous = _previous_store(work, trial)
+    carried = _reusable(previous, listing.videos, files) if previous is not None else {}
+    target = work / "new" if carried else store_path
+    todo = [v for v in listing.videos if v.video_id not in carried]
     report = encode_videos(
-        listing.videos, resources.backend(trial), store_path, frames=data["frames"], fps=data["fps"],
+        todo, resources.backend(trial), target, frames=data["frames"], fps=data["fps"],
         size=backend_cfg["encode_size"], prior_seed=backend_cfg["prior_seed"], prior_steps=backend_cfg["prior_steps"],
         guidance=backend_cfg["guidance"], val_fraction=data["val_fraction"], split_seed=data["split_seed"],
         progress=ctx.progress,
     )
+    if carried:
+        _merge(store_path, previous, target, [v.video_id for v in listing.videos])
+        log.warning("encode: %d video(s) reused from the previous encode, %d encoded again or anew",
+                    len(carried), report.encoded)
     skipped = [{"video": v, "reason": r} for v, r in list(listing.problems) + list(report.skipped)]
-    write_json(work / "skipped.json", skipped)
+    write_json(work / SKIPPED, skipped)
     for item in skipped:
         log.warning("encode: skipped %s: %s", item["video"], item["reason"])
-    n_videos = len(EmbeddingStore.open(store_path))
-    if n_videos == 0:  # an empty store is not a finished encode: every later stage would fail less clearly
+    for note in listing.notes:
+        log.warning("encode: %s", note)
+    store = EmbeddingStore.open(store_path)
+    accepted = _accepted(store, listing.videos, files)
+    write_json(work / ACCEPTED, accepted)
+    truncated = truncated_captions(resources.backend(trial), [v for v in listing.videos if store.has(v.video_id)])
+    for item in truncated:
+        log.warning("encode: the caption of %s has %d tokens; the text encoder keeps the first %d",
+                    item["video_id"], item["tokens"], item["kept"])
+    write_json(work / SUMMARY, {"listed": len(listing.videos), "accepted": len(accepted), "skipped": len(skipped),
+                                "reused": len(carried), "notes": list(listing.notes), "truncated_captions": truncated})
+    if len(store) < MIN_USABLE:  # a store this small is not a finished encode: every later stage would fail less clearly
         first = f" (first: {skipped[0]['video']}: {skipped[0]['reason']})" if skipped else ""
-        raise RuntimeError(
-            f"data source {data['source']!r} gave no usable videos: {len(skipped)} skipped{first}; "
-            f"see {work / 'skipped.json'}"
+        got = "no usable videos" if len(store) == 0 else f"only {len(store)} usable video(s)"
+        raise TooFewVideos(
+            f"data source {data['source']!r} gave {got}, fewer than the {MIN_USABLE} a study needs: "
+            f"{len(skipped)} skipped{first}; see {work / SKIPPED}"
         )
-    return {"n_videos": n_videos, "skipped": len(skipped)}
+    return {"n_videos": len(store), "skipped": len(skipped)}
+
+
+def truncated_captions(backend: Any, videos: list) -> list[dict]:
+    """Every caption the backend's text encoder truncates ({"video_id", "tokens", "kept"}); [] for a backend
+    without a tokenizer (the tiny ones hash characters and truncate nothing)."""
+    tokenizer = getattr(getattr(backend, "prior_pipeline", None), "tokenizer", None)
+    if tokenizer is None:
+        return []
+    limit = int(backend.text_tokens)
+    found = long_captions(videos, lambda caption: tokenizer(caption, truncation=False), limit=limit)
+    return [{"video_id": video_id, "tokens": count, "kept": limit} for video_id, _, count in found]
+
+
+def data_identity(trial: Trial, folder: Path) -> str | None:
+    """What the encode read: the listing and each source file's size and mtime; None for a store source.
+
+    `folder` is the stage folder (sources that render their videos keep them there).
+    """
+    data = trial.config["data"]
+    source = SOURCES.get(data["source"])
+    if source.store is not None:
+        return None
+    listing = source.videos(data, folder)
+    return stable_hash({
+        "videos": [[v.video_id, list(v.captions), _file_facts(v.path, folder)] for v in listing.videos],
+        "problems": [list(p) for p in listing.problems],
+    })
+
+
+def _file_facts(path: Path, folder: Path) -> dict[str, Any]:
+    """The source file as the identity sees it; paths inside the stage folder are relative (it is renamed)."""
+    path = Path(path)
+    shown = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {"path": shown, "size": None, "mtime_ns": None}
+    return {"path": shown, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _previous_store(work: Path, trial: Trial) -> Path | None:
+    """The store of this stage's finished folder when it was written with the same settings (a data redo)."""
+    from ablations.stages.plan import stage_hash  # plan imports this module's siblings
+
+    done = work.with_name(work.name.removesuffix(".partial"))
+    marker = done / "DONE"
+    if not marker.exists() or marker.read_text().strip() != stage_hash(trial, "encode"):
+        return None
+    if not (done / "store").is_dir() or not (done / ACCEPTED).exists():
+        return None
+    return done / "store"
+
+
+def _reusable(previous: Path, videos: list, files: dict[str, dict]) -> dict[str, bool]:
+    """Videos of the previous store whose source file and captions are unchanged and whose record reads back."""
+    import json
+
+    try:
+        old = EmbeddingStore.open(previous, validate=False)
+        before = {item["video_id"]: item for item in json.loads((previous.parent / ACCEPTED).read_text())}
+    except (StoreError, OSError, ValueError):
+        return {}
+    keep = {}
+    for video in videos:
+        item = before.get(video.video_id)
+        if item is None or item["file"] != files[video.video_id] or item["caption"] != video.caption:
+            continue
+        try:
+            old.get(video.video_id)
+        except (StoreError, OSError, ValueError, KeyError):
+            # A damaged record: no carry-over at all, so the redo equals a fresh encode bit for bit.
+            return {}
+        keep[video.video_id] = True
+    return keep
+
+
+def _merge(store_path: Path, previous: Path, new: Path, order: list[str]) -> None:
+    """store_path <- the previous and the new records in listing order (the order a fresh encode writes)."""
+    old, fresh = EmbeddingStore.open(previous, validate=False), EmbeddingStore.open(new)
+    if store_path.exists():
+        shutil.rmtree(store_path)  # a merge killed half-way is redone from its two inputs
+    with EmbeddingStore.create(store_path, dim=fresh.dim, text_tokens=fresh.text_tokens, meta=fresh.meta) as merged:
+        for video_id in order:
+            source = fresh if fresh.has(video_id) else old if old.has(video_id) else None
+            if source is None:
+                continue
+            r = source.get(video_id)
+            merged.add(r.video_id, r.caption, r.text_hidden, r.text_embed, r.prior_embed, r.frame_embeds,
+                       r.frame_times, split=r.split, negative_prior_embed=r.negative_prior_embed, fps=r.fps,
+                       source=r.source)
+    if (new / "skipped.json").exists():
+        shutil.copy2(new / "skipped.json", store_path / "skipped.json")
+    shutil.rmtree(new)
+
+
+def _accepted(store: EmbeddingStore, videos: list, files: dict[str, dict]) -> list[dict]:
+    rows = []
+    for video in videos:
+        if store.has(video.video_id):
+            record = store.get(video.video_id)
+            rows.append({"video_id": video.video_id, "path": str(video.path), "file": files[video.video_id],
+                         "caption": video.caption, "split": record.split,
+                         "frame_times": [round(float(t), 6) for t in record.frame_times]})
+    return rows
