@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations.schema import to_dict
-from ablations.study import Study, StudyError, load_prompts, prompt_file
+from ablations.study import Study, StudyError, load_prompts
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,6 @@ def prompt_checks(study: Study) -> list[Check]:
     if not gen.enabled:
         return []
     try:
-        prompt_file(gen.prompts)
         prompts, name, digest = load_prompts({"prompts": gen.prompts, "prompt_tags": gen.prompt_tags,
                                               "max_prompts": gen.max_prompts})
     except StudyError as err:
