@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations.schema import to_dict
-from ablations.study import Study, StudyError, load_prompts, prompt_file
+from ablations.study import Study, StudyError, load_prompts
 
 # Backends whose generate memory spliter.backends.memory models (the real Kandinsky 2.2 architectures).
 MEMORY_MODELLED = ("kandinsky22", "kandinsky22-random")
@@ -166,7 +166,6 @@ def prompt_checks(study: Study) -> list[Check]:
     if not gen.enabled:
         return []
     try:
-        prompt_file(gen.prompts)
         prompts, name, digest = load_prompts({"prompts": gen.prompts, "prompt_tags": gen.prompt_tags,
                                               "max_prompts": gen.max_prompts})
     except StudyError as err:

@@ -32,8 +32,27 @@ def prompt_file(name_or_path: str) -> Path:
     return shipped
 
 
+STORE_PROMPTS = "store:"  # generate.prompts "store:<split>": the store's videos of that split are the prompts
+
+
+def store_prompt_split(name: str) -> str | None:
+    """The split of a "store:<split>" prompt set (its videos are known after encode), else None."""
+    if not str(name).startswith(STORE_PROMPTS):
+        return None
+    split = str(name)[len(STORE_PROMPTS):]
+    if split not in ("train", "val", "test", "test_unseen"):
+        raise StudyError(f"generate.prompts: {name!r} names no store split; use store:test (or store:val)")
+    return split
+
+
 def load_prompts(generate: dict) -> tuple[list[Prompt], str, str]:
-    """Prompts selected by the generate section, the set's name and the sha256 of the whole file."""
+    """Prompts selected by the generate section, the set's name and the sha256 of the whole file.
+
+    A "store:<split>" set has no file: its prompts are the store's videos (the generate stage reads them), so
+    the list is empty here and the digest is that of the name.
+    """
+    if store_prompt_split(generate["prompts"]) is not None:
+        return [], generate["prompts"], hashlib.sha256(generate["prompts"].encode()).hexdigest()
     path = prompt_file(generate["prompts"])
     data = path.read_bytes()
     prompts = []

@@ -110,11 +110,14 @@ def _videos(ctx: RunContext, study: Study) -> pd.DataFrame:
         if not trial.config["generate"]["enabled"]:
             continue
         for item in json.loads(index.read_text()):
+            if "gif" not in item:  # scored only (ablations.stages.generate: store prompts beyond the display)
+                continue
             rows.append({
                 "study": study.name, "trial_id": trial.trial_id, "variant": trial.variant, "seed": trial.seed,
                 **item,
                 "gif": str((gen_dir / item["gif"]).relative_to(ctx.root)),
                 "mp4": str((gen_dir / item["mp4"]).relative_to(ctx.root)),
+                **({"truth_gif": str((gen_dir / item["truth_gif"]).relative_to(ctx.root))} if "truth_gif" in item else {}),
             })
     return pd.DataFrame(rows, columns=list(VIDEO_COLUMNS))
 
@@ -147,6 +150,9 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     return {
         "study": study.name,
         "description": spec.description,
+        # The report's first screen: what the study asks and what world its numbers come from.
+        "question": spec.question,
+        "world": spec.world,
         "study_file": str(study.path),
         "prompt_set": prompt_set,
         # A synthetic store is written without a backend; with nothing rendered, no backend is involved at all.

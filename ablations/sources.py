@@ -67,8 +67,9 @@ def _shapes(data: dict[str, Any], work: Path) -> Any:
     root = work / "source"
     # Deterministic from the data section: rendered once, then read again (the FVD reference clips).
     if not (root / "captions.csv").exists():
+        world = {key: tuple(data[key]) for key in ("motions", "backgrounds", "start_box") if data.get(key)}
         write_shapes_dataset(root, n_videos=data["n_videos"], frames=data["frames"], size=data["size"],
-                             fps=data["fps"] or 8.0, seed=data["seed"])
+                             fps=data["fps"] or 8.0, seed=data["seed"], **world)
     return read_folder(root)
 
 

@@ -17,7 +17,14 @@ from typing import Any, Literal
 
 import yaml
 
-from ablations.prompt_sets import PROMPTS_DIR, Prompt, load_prompts, prompt_file  # noqa: F401 - the study API
+from ablations.prompt_sets import (  # noqa: F401 - the study API
+    PROMPTS_DIR,
+    STORE_PROMPTS,
+    Prompt,
+    load_prompts,
+    prompt_file,
+    store_prompt_split,
+)
 from ablations.schema import StudyError, from_dict, set_dotted, to_dict
 from ablations.validation import validate_study
 
@@ -44,8 +51,12 @@ class DataConfig:
     ids: str | None = None  # msrvtt-annotation / tgif: keep the videos of a split list (csv or one id per line)
     caption_column: str = "caption"
     val_fraction: float = 0.25
+    test_fraction: float = 0.0  # share of videos held out as the store's test split (hashed ids; never trained on)
     split_seed: int = 0
     seed: int = 0  # shapes / synthetic generation seed
+    motions: list[str] | None = None  # shapes: motions cycled over clips (None: all of spliter.data.shapes.MOTIONS)
+    backgrounds: list[str] | None = None  # shapes: backgrounds drawn from (None: all)
+    start_box: list[float] | None = None  # shapes: (low, high) of where shape centres start (None: the default)
     dim: int = 32  # synthetic only
     text_tokens: int = 8  # synthetic only
     noise: float = 0.02  # synthetic only
@@ -77,6 +88,10 @@ class GenerateConfig:
     noise: Literal["same", "per_frame"] = "same"
     fps: float = 8.0
     mode: Literal["step", "chain"] = "step"
+    # "store:<split>" prompts (test videos) only: rollout modes rendered (empty: [mode]) and the starts, "true"
+    # (the video's own first frame) and/or "prior" (the backend's prior for the caption)
+    modes: list[Literal["step", "chain"]] = field(default_factory=list)
+    start: list[Literal["true", "prior"]] = field(default_factory=lambda: ["prior"])
 
 
 @dataclass
@@ -137,6 +152,8 @@ class Resources:
 class StudyFile:
     study: str
     description: str = ""
+    question: str = ""  # what the study asks, one sentence (the report's first screen)
+    world: str = ""  # what world the numbers come from and what they can and cannot say (the report's first screen)
     seeds: list[int] = field(default_factory=lambda: [0])
     study_seed: int = 1234
     data: DataConfig = field(default_factory=DataConfig)
@@ -157,6 +174,8 @@ class StudyFile:
     evaluation: DataConfig | None = None
     # The metric the report leads with; held-out embedding accuracy answers the study's question directly.
     headline_metric: str = "embed_cosine[step,start=true]"
+    # Declared verdicts ({variant, beats, metric, modes}; docs/results.md), checked after a run.
+    expectations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -352,8 +371,23 @@ def _resolve_spliter(spec: StudyFile, name: str, overrides: dict[str, Any]) -> d
     for key in HARNESS_ROLLOUT_KEYS:
         rollout.pop(key, None)
     generate = to_dict(from_dict(GenerateConfig, sections["generate"], f"{at}generate"))
+    _check_starts(generate, f"{at}generate")
     metrics = to_dict(from_dict(MetricsConfig, sections["metrics"], f"{at}metrics"))
     return {"model": model, "train": train, "regime": regime, "rollout": rollout, "generate": generate, "metrics": metrics}
+
+
+def _check_starts(generate: dict, at: str) -> None:
+    """A true start and several modes need prompts that are store videos (they carry a true first frame)."""
+    if store_prompt_split(generate["prompts"]) is not None:
+        if not generate["start"]:
+            raise StudyError(f"{at}.start: give at least one of 'true', 'prior'")
+        return
+    if generate["start"] != ["prior"]:
+        raise StudyError(f"{at}.start: {generate['start']} needs prompts with a true first frame; use "
+                         f"generate.prompts: store:test, or start: [prior] with the prompt set {generate['prompts']!r}")
+    if generate["modes"]:
+        raise StudyError(f"{at}.modes: rendering several modes needs generate.prompts: store:<split>; "
+                         f"use generate.mode with the prompt set {generate['prompts']!r}")
 
 
 def expand_trials(spec: StudyFile) -> list[Trial]:

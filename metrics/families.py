@@ -9,9 +9,11 @@ statistics), each built only when a family asks for it. Every row is made by a `
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from metrics.paired import paired_rows, paired_spec
+from metrics.registry import MetricSpec, protocol_name
 from metrics.suite import GeneratedSample, clip_rows, pixel_motion_rows, score_embeddings
 from spliter.registry import Registry
 
@@ -61,6 +63,27 @@ def _fid(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
     return [scorer.score([v.frames for v in videos], reference)]
 
 
+def _paired(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
+    """Frame-paired ground-truth rows for every video that has a true video; the protocol tuple names them."""
+    paired = [v for v in videos if v.truth is not None]
+    if not paired:
+        raise ValueError("no generated video has a true video to pair with; generate from real videos "
+                         "(generate.prompts: store:test) or drop 'paired' from metrics.select")
+    rows: Rows = []
+    for video in paired:
+
+        def spec(base: str, size: int, first: int, protocol: tuple[str, ...] = video.protocol) -> MetricSpec:
+            return replace(paired_spec(base, size, first),
+                           name=protocol_name(base, f"{size}px", f"frames{first}+", *protocol))
+
+        try:
+            rows += paired_rows(video.frames, video.truth, spec=spec, prompt_id=video.prompt_id,
+                                sample_idx=video.sample_idx, gen_seed=video.gen_seed)
+        except ValueError as err:
+            raise ValueError(f"video {video.label} {list(video.protocol)}: {err}") from err
+    return rows
+
+
 METRIC_FAMILIES.register("embedding", MetricFamily(
     _embedding, needs_videos=False, description="held-out embedding accuracy in step and chain mode"))
 METRIC_FAMILIES.register("pixel_motion", MetricFamily(
@@ -73,3 +96,6 @@ METRIC_FAMILIES.register("fvd", MetricFamily(
     _fvd, needs_videos=True, description="FVD against the data source's real clips (metrics.fvd.FVDScorer)"))
 METRIC_FAMILIES.register("fid", MetricFamily(
     _fid, needs_videos=True, description="frame FID against the data source's real clips (metrics.fid.FrameFID)"))
+METRIC_FAMILIES.register("paired", MetricFamily(
+    _paired, needs_videos=True,
+    description="PSNR/SSIM per frame, their slope, change cosine and motion ratio against the true video"))

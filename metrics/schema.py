@@ -26,6 +26,7 @@ RUN_COLUMNS: tuple[str, ...] = (
 CURVE_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "epoch", "split", "metric", "value")
 VIDEO_COLUMNS: tuple[str, ...] = (
     *IDENTITY_COLUMNS, "prompt_id", "prompt", "sample_idx", "gen_seed", "gif", "mp4", "frames", "size", "fps",
+    "start", "mode", "truth_gif",  # store prompts only (else empty): how it was made, the true video's GIF
 )  # fmt: skip
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "scores": SCORE_COLUMNS, "runs": RUN_COLUMNS, "curves": CURVE_COLUMNS, "videos": VIDEO_COLUMNS,

@@ -36,6 +36,8 @@ class GeneratedSample:
     gen_seed: int
     caption: str
     frames: np.ndarray
+    truth: np.ndarray | None = None  # the true video it is frame-paired with (prompts from real videos), uint8
+    protocol: tuple[str, ...] = ()  # how it was made, named in paired metrics (e.g. "step", "start=true", "split=test")
 
     @property
     def label(self) -> str:

@@ -1,4 +1,8 @@
-"""GIF grids: rows = prompts, columns = variants (baselines first), one shared generation seed per row."""
+"""GIF grids: rows = prompts, columns = variants (baselines first), one shared generation seed per row.
+
+When the prompts are real videos (videos.parquet `truth_gif`, from `generate.prompts: store:<split>`), the first
+column is the true video itself (TRUTH_COLUMN), so every generated tile is read against what it should show.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ EMPTY_TILE = (225, 225, 225)
 TEXT = (20, 20, 20)
 SEED_TEXT = (110, 110, 110)
 PAD = 4
+TRUTH_COLUMN = "true video"  # the grid's first column where the prompts are real videos
 
 
 class VideoFileMissing(FileNotFoundError):
@@ -137,7 +142,20 @@ def select_cells(
             cells[prompt_id, variant] = Cell(
                 prompt_id, variant, None if row is None else Path(row.gif), gen_seed
             )
+    truth = true_videos(videos)
+    if truth and TRUTH_COLUMN not in columns:
+        columns = [TRUTH_COLUMN, *columns]
+        for prompt_id in rows:
+            cells[prompt_id, TRUTH_COLUMN] = Cell(prompt_id, TRUTH_COLUMN, truth.get(prompt_id), None)
     return rows, columns, cells
+
+
+def true_videos(videos: pd.DataFrame) -> dict[str, Path]:
+    """prompt_id -> the GIF of its true video, for prompts that are real videos (empty otherwise)."""
+    if "truth_gif" not in videos.columns:
+        return {}
+    known = videos.dropna(subset=["truth_gif"]).drop_duplicates("prompt_id")
+    return {row.prompt_id: Path(row.truth_gif) for row in known.itertuples() if row.truth_gif}
 
 
 def gif_grid(
@@ -191,7 +209,8 @@ def draw_frame(
     texts = dict(zip(videos["prompt_id"], videos["prompt"], strict=True))
     for row, prompt_id in enumerate(rows):
         top = header_height + row * tile
-        seeds = {cells[prompt_id, variant].gen_seed for variant in columns if cells[prompt_id, variant].gif}
+        seeds = {cells[prompt_id, variant].gen_seed for variant in columns
+                 if cells[prompt_id, variant].gif and variant != TRUTH_COLUMN}
         seed = f"gen_seed {seeds.pop()}" if len(seeds) == 1 else "gen_seeds differ"
         seed_lines = wrap_text(seed, font, caption_width - 2 * PAD, 2)
         room = max(1, (tile - PAD) // height - len(seed_lines))

@@ -136,12 +136,14 @@ def encode_videos(
     val_fraction: float = 0.2,
     split_seed: int = 0,
     progress: bool = True,
+    split: str | None = None,
 ) -> EncodeReport:
     """Encode videos into the store at store_path (created, or appended to: videos already there are skipped).
 
     Per video: `frames` frames -> frame embeddings; per caption (batched): text states and embedding, and the
     prior embedding from seed prior_seed. A video that cannot be read (any VideoError) is skipped with its
-    reason; the skip list is returned and written to store_path/skipped.json.
+    reason; the skip list is returned and written to store_path/skipped.json. ``split`` puts every video in
+    that split (e.g. "test") instead of the hashed train/val assignment.
     """
     if frames < 2:
         raise ValueError(f"frames must be >= 2 (a store needs motion), got {frames}")
@@ -176,7 +178,8 @@ def encode_videos(
                     loaded.append((video, load_frames(video, frames, fps, size)))
                 except VideoError as error:
                     skipped.append((video.video_id, str(error)))
-            encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance, val_fraction, split_seed)
+            encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance, val_fraction, split_seed,
+                                     split)
             bar.update(len(batch))
     write_atomic(Path(store_path) / SKIPPED_FILE,
                  json.dumps([{"video_id": v, "reason": r} for v, r in skipped], indent=2, sort_keys=True))
@@ -192,6 +195,7 @@ def _encode_batch(
     guidance: float,
     val_fraction: float,
     split_seed: int,
+    split: str | None = None,
 ) -> int:
     if not loaded:
         return 0
@@ -209,7 +213,7 @@ def _encode_batch(
             prior_embed[i],
             frame_embeds[i],
             torch.from_numpy(clip.times),
-            split=assign_split(video.video_id, val_fraction, split_seed),
+            split=split or assign_split(video.video_id, val_fraction, split_seed),
             negative_prior_embed=negative[i],
             fps=clip.fps,
             source=video.source,

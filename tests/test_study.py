@@ -36,10 +36,10 @@ def test_every_shipped_study_validates_and_expands():
 def test_quickstart_is_the_full_matrix_with_baselines():
     study = load_study("quickstart")
     spliter = {t.variant for t in study.trials if t.kind == "spliter"}
-    assert len(spliter) == 5 * 2 * 2
+    assert len(spliter) == 2 * 2 * 2 + 1  # regime x rotation layer x cross-attention, + the text-blind control
     assert {"base", "base-plane", "base-attention", "base-plane-attention", "combined-plane-attention"} <= spliter
     assert {t.variant for t in study.trials if t.kind == "baseline"} == {"static", "mean_motion"}
-    assert {t.seed for t in study.trials} == {0, 1}
+    assert {t.seed for t in study.trials} == {0, 1, 2}
     combined = next(t for t in study.trials if t.variant == "combined")
     assert combined.factors["regime"] == "combined"
     assert study.variant_order()[:2] == ["static", "mean_motion"]

@@ -18,8 +18,8 @@ from ablations.validation import (
     validate_study,
 )
 
-# quickstart without its matrix: shapes data, tiny backend, generation, embedding + CLIP + FVD metrics.
-BASE = {key: value for key, value in yaml.safe_load((STUDIES_DIR / "quickstart.yaml").read_text()).items()
+# smoke without its matrix: shapes data, tiny backend, generation, embedding + CLIP + FVD metrics.
+BASE = {key: value for key, value in yaml.safe_load((STUDIES_DIR / "smoke.yaml").read_text()).items()
         if key != "matrix"}  # fmt: skip
 SYNTHETIC = {key: value for key, value in yaml.safe_load((STUDIES_DIR / "synthetic.yaml").read_text()).items()
              if key != "matrix"}  # fmt: skip
@@ -49,7 +49,7 @@ def test_the_base_study_and_its_edge_values_pass() -> None:
     check({"data.val_fraction": 0.0, "metrics.embedding": False})  # nothing needs a validation split
 
 
-@pytest.mark.parametrize("name", ["quickstart", "synthetic", "paper"])
+@pytest.mark.parametrize("name", ["quickstart", "smoke", "synthetic", "paper"])
 def test_the_shipped_studies_pass(name: str) -> None:
     study = load_study(name)
     validate_study(study.spec, study.trials)

@@ -8,6 +8,11 @@ Besides the store it writes (schema in docs/results.md):
 - summary.json: counts (listed, accepted, skipped) and the source's notes.
 The source files are part of the stage's identity (`data_identity`): a changed, added or repaired file makes
 the stage stale, and the redo carries over the records of unchanged videos, so only those are encoded.
+
+``data.test_fraction`` holds out a hashed share of the videos as the store's ``test`` split (never trained
+on, never seen by a prior). A backend with a retrieval prior (``fit_prior``, e.g. pixel-linear) is fitted
+here, before any video is encoded, on the caption and first frame of the ``train`` videos only; every later
+process refits it from the store's ``train`` split (``Resources.fitted_backend``), which holds the same pairs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ablations.runfolder import write_json
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
@@ -25,7 +32,8 @@ from ablations.stages.resources import Resources
 from ablations.study import Trial, stable_hash
 from spliter.data.datasets import long_captions
 from spliter.data.store import EmbeddingStore, StoreError
-from spliter.pipeline import encode_videos
+from spliter.data.video import VideoError
+from spliter.pipeline import assign_split, derive_seed, encode_videos, load_frames
 
 log = logging.getLogger(__name__)
 ACCEPTED, SKIPPED, SUMMARY = "accepted.json", "skipped.json", "summary.json"
@@ -53,21 +61,29 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     listing = source.videos(data, work)
     files = {v.video_id: _file_facts(v.path, work) for v in listing.videos}
     backend_cfg = trial.config["backend"]
+    backend = resources.backend(trial)
+    test_ids = {v.video_id for v in listing.videos
+                if is_test(v.video_id, data.get("test_fraction", 0.0), data["split_seed"])}
+    if hasattr(backend, "fit_prior"):
+        fit_retrieval_prior(backend, [v for v in listing.videos if v.video_id not in test_ids], data,
+                            backend_cfg["encode_size"])
     previous = _previous_store(work, trial)
     carried = _reusable(previous, listing.videos, files) if previous is not None else {}
     target = work / "new" if carried else store_path
     todo = [v for v in listing.videos if v.video_id not in carried]
-    report = encode_videos(
-        todo, resources.backend(trial), target, frames=data["frames"], fps=data["fps"],
-        size=backend_cfg["encode_size"], prior_seed=backend_cfg["prior_seed"], prior_steps=backend_cfg["prior_steps"],
-        guidance=backend_cfg["guidance"], val_fraction=data["val_fraction"], split_seed=data["split_seed"],
-        progress=ctx.progress,
-    )
+    settings = dict(frames=data["frames"], fps=data["fps"], size=backend_cfg["encode_size"],
+                    prior_seed=backend_cfg["prior_seed"], prior_steps=backend_cfg["prior_steps"],
+                    guidance=backend_cfg["guidance"], val_fraction=data["val_fraction"], split_seed=data["split_seed"],
+                    progress=ctx.progress)
+    reports = [encode_videos([v for v in todo if v.video_id not in test_ids], backend, target, **settings)]
+    test_todo = [v for v in todo if v.video_id in test_ids]
+    if test_todo:
+        reports.append(encode_videos(test_todo, backend, target, split="test", **settings))
     if carried:
         _merge(store_path, previous, target, [v.video_id for v in listing.videos])
         log.warning("encode: %d video(s) reused from the previous encode, %d encoded again or anew",
-                    len(carried), report.encoded)
-    skipped = [{"video": v, "reason": r} for v, r in list(listing.problems) + list(report.skipped)]
+                    len(carried), sum(r.encoded for r in reports))
+    skipped = [{"video": v, "reason": r} for v, r in list(listing.problems) + [s for r in reports for s in r.skipped]]
     write_json(work / SKIPPED, skipped)
     for item in skipped:
         log.warning("encode: skipped %s: %s", item["video"], item["reason"])
@@ -194,3 +210,27 @@ def _accepted(store: EmbeddingStore, videos: list, files: dict[str, dict]) -> li
                          "caption": video.caption, "split": record.split,
                          "frame_times": [round(float(t), 6) for t in record.frame_times]})
     return rows
+
+
+def is_test(video_id: str, fraction: float, split_seed: int) -> bool:
+    """A fixed pseudo-random `fraction` of ids (from the split seed and the id alone) is held out for test."""
+    return fraction > 0 and derive_seed(split_seed, "test", video_id) / 2.0**63 < fraction
+
+
+def fit_retrieval_prior(backend: Any, videos: list[Any], data: dict, size: int) -> int:
+    """Fit a retrieval prior on the caption and first frame of the videos that land in ``train``; returns N."""
+    train = [v for v in videos if assign_split(v.video_id, data["val_fraction"], data["split_seed"]) == "train"]
+    if not train:
+        raise ValueError(f"data source {data['source']!r}: no train videos to fit the backend's retrieval prior on; "
+                         "lower data.val_fraction / data.test_fraction or add videos")
+    captions, firsts = [], []
+    for video in train:
+        try:
+            firsts.append(load_frames(video, 2, data["fps"], size).frames[0])
+        except VideoError:  # skipped (with its reason) by encode_videos as well
+            continue
+        captions.append(video.caption)
+    if not firsts:
+        raise ValueError(f"data source {data['source']!r}: none of its train videos can be read; see skipped.json")
+    backend.fit_prior(captions, backend.encode_frames(np.stack(firsts)))
+    return len(captions)

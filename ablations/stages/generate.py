@@ -1,8 +1,21 @@
 """The generate stage: the trial's rollout renders the prompt set; frames are kept losslessly for scoring.
 
-Per video: `videos/<prompt_id>-<sample_idx>.npz` (the decoded uint8 frames, what the score stage reads, so no
-score depends on codec noise), `.mp4` and `.gif` for people, `.json` the record of how it was made; and
-`videos.json`, the index.
+Per video: `videos/<stem>.npz` (the decoded uint8 frames, what the score stage reads, so no score depends on
+codec noise), `.mp4` and `.gif` for people, `.json` the record of how it was made; and `videos.json`, the index.
+
+Two kinds of prompt set:
+
+* a jsonl prompt set (`generate.prompts: motion-v1`): caption only; the backend's prior gives the start, the
+  rollout runs on the grid k·dt; stem `<prompt_id>-<sample_idx>`.
+* `generate.prompts: store:<split>` (e.g. `store:test`): every video of that store split is a prompt: its
+  caption, its true first-frame embedding and its true frames. Each video is rendered once per start in
+  `generate.start` ("true": its own first frame; "prior": the backend's prior for the caption, seeded by the
+  generation seed) and per mode in `generate.modes`, on the true video's own time grid (its first
+  `generate.frames` frame times), so frame k pairs with true frame k. The true frames (read from the data
+  source at `generate.size`) are saved once per video under `truth/`; each index entry names them
+  (`truth_npz`, `truth_gif`) with its `start` and `mode`, and the paired metric family scores every entry
+  that has them. Stem `<prompt_id>-<sample_idx>-<start>-<mode>`. Only the entries people look at have a
+  `gif`/`mp4` (see DISPLAY_PROMPTS); the others are scored only.
 """
 
 from __future__ import annotations
@@ -11,25 +24,32 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ablations.runfolder import write_atomic, write_json
+from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
+from ablations.stages.plan import stage_dir
 from ablations.stages.resources import Resources
-from ablations.study import Trial, load_prompts
+from ablations.study import Trial, load_prompts, store_prompt_split
 from reports.gifs import write_gif
 from spliter.data.video import write_mp4
-from spliter.pipeline import Prompt, RenderSettings, render
+from spliter.pipeline import Prompt, RenderSettings, derive_seed, frame_seeds, render
+from spliter.pipeline import load_frames as read_clip
 
 FRAMES_KEY = "frames"  # the array's name inside each .npz
+# Store prompts: videos people look at (mp4 + gif; the report's grid and strips) are those of the first start
+# and the first mode of the first DISPLAY_PROMPTS videos; every video is scored from its lossless frames.
+DISPLAY_PROMPTS = 8
 
 
 def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
-
     gen = trial.config["generate"]
+    split = store_prompt_split(gen["prompts"])
+    if split is not None:
+        return run_store_prompts(ctx, resources, trial, work, split)
     prompts, set_name, sha = load_prompts(gen)
-    settings = RenderSettings(frames=gen["frames"], dt=gen["dt"], study_seed=trial.config["study_seed"],
-                              decoder_steps=gen["decoder_steps"], guidance=gen["guidance"], size=gen["size"],
-                              noise=gen["noise"], prior_steps=trial.config["backend"]["prior_steps"])
+    settings = render_settings(trial)
     texts = {p.id: p.text for p in prompts}
     videos = work / "videos"
     videos.mkdir(parents=True, exist_ok=True)
@@ -38,15 +58,94 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
                         resources.backend(trial), settings, samples_per_prompt=gen["samples_per_prompt"],
                         progress=ctx.progress):
         stem = f"{video.prompt_id}-{video.sample_idx}"
-        save_frames(videos / f"{stem}.npz", video.frames)
-        write_mp4(video.frames, videos / f"{stem}.mp4", gen["fps"])
-        write_gif(video.frames, videos / f"{stem}.gif", gen["fps"])
-        write_json(videos / f"{stem}.json", {**video.record, "fps": float(gen["fps"])})
-        index.append({"prompt_id": video.prompt_id, "prompt": texts[video.prompt_id], "sample_idx": video.sample_idx,
-                      "gen_seed": video.gen_seed, "npz": f"videos/{stem}.npz", "gif": f"videos/{stem}.gif",
-                      "mp4": f"videos/{stem}.mp4", "frames": gen["frames"], "size": gen["size"], "fps": gen["fps"]})
+        index.append(write_video(videos, stem, video.frames, video.record, gen)
+                     | {"prompt_id": video.prompt_id, "prompt": texts[video.prompt_id], "sample_idx": video.sample_idx,
+                        "gen_seed": video.gen_seed})
     write_json(work / "videos.json", index)
     return {"n_videos": len(index), "prompt_set": set_name, "prompts_sha256": sha}
+
+
+def render_settings(trial: Trial) -> RenderSettings:
+    gen = trial.config["generate"]
+    return RenderSettings(frames=gen["frames"], dt=gen["dt"], study_seed=trial.config["study_seed"],
+                          decoder_steps=gen["decoder_steps"], guidance=gen["guidance"], size=gen["size"],
+                          noise=gen["noise"], prior_steps=trial.config["backend"]["prior_steps"])
+
+
+def write_video(folder: Path, stem: str, frames: np.ndarray, record: dict, gen: dict, display: bool = True) -> dict:
+    """Write one video's .npz/.json (and .mp4/.gif when `display`); its index fields (paths relative to the stage)."""
+    save_frames(folder / f"{stem}.npz", frames)
+    write_json(folder / f"{stem}.json", {**record, "fps": float(gen["fps"])})
+    rel = folder.name
+    fields = {"npz": f"{rel}/{stem}.npz", "frames": int(len(frames)), "size": int(frames.shape[1]), "fps": gen["fps"]}
+    if display:
+        write_mp4(frames, folder / f"{stem}.mp4", gen["fps"])
+        write_gif(frames, folder / f"{stem}.gif", gen["fps"])
+        fields |= {"gif": f"{rel}/{stem}.gif", "mp4": f"{rel}/{stem}.mp4"}
+    return fields
+
+
+def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work: Path, split: str) -> dict:
+    """Render every video of the store's `split` from each start in generate.start, in each generate.modes."""
+    gen, data = trial.config["generate"], trial.config["data"]
+    store = resources.store(trial)
+    records = store.split(split)
+    if gen.get("max_prompts"):
+        records = records[: gen["max_prompts"]]
+    if not records:
+        raise ValueError(f"generate.prompts {gen['prompts']!r}: the store has no {split} videos; "
+                         f"set data.test_fraction > 0 (or use a jsonl prompt set)")
+    backend = resources.fitted_backend(trial)
+    listing = {v.video_id: v for v in SOURCES.get(data["source"]).videos(data, stage_dir(ctx, trial, "encode")).videos}
+    settings = render_settings(trial)
+    modes = list(gen.get("modes") or [gen["mode"]])
+    rollouts = {mode: resources.rollout(trial, mode) for mode in modes}
+    videos, truth_dir = work / "videos", work / "truth"
+    videos.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    index = []
+    for number, record in enumerate(records):
+        if record.video_id not in listing:
+            raise ValueError(f"store video {record.video_id!r} is not in data source {data['source']!r} any more; "
+                             "re-run the encode stage (--force)")
+        frames = gen["frames"]
+        if len(record.frame_times) < frames:
+            raise ValueError(f"video {record.video_id}: generate.frames {frames} is more than its {len(record.frame_times)} "
+                             f"stored frames (data.frames); lower generate.frames")
+        truth = read_clip(listing[record.video_id], data["frames"], data["fps"], gen["size"]).frames[:frames]
+        shown = number < DISPLAY_PROMPTS
+        truth_fields = write_video(truth_dir, record.video_id, truth, {"video_id": record.video_id, "truth": True}, gen,
+                                   display=shown)
+        times = (record.frame_times[:frames] - record.frame_times[0]).to(torch.float64)
+        for sample_idx in range(gen["samples_per_prompt"]):
+            gen_seed = derive_seed(settings.study_seed, record.video_id, sample_idx)
+            # The prior (seeded by the generation seed, shared by every variant) also gives the decoder's negative.
+            prior, negative = backend.prior([record.caption], [gen_seed], settings.prior_steps, settings.guidance)
+            starts = {"true": record.frame_embeds[:1].float(), "prior": prior}
+            for start in gen["start"]:
+                for mode in modes:
+                    embeds = rollouts[mode](record.text_hidden[None].float(), record.text_embed[None].float(),
+                                            starts[start], times)[0].detach().to("cpu", torch.float32)
+                    if not torch.isfinite(embeds).all():
+                        raise ValueError(f"video {record.video_id}: rollout ({mode}) produced NaN/inf embeddings; "
+                                         "check the checkpoint")
+                    seeds = frame_seeds(gen_seed, frames, settings.noise)
+                    pixels = backend.decode(embeds, negative.expand(frames, -1), seeds, settings.decoder_steps,
+                                            settings.guidance, settings.size)
+                    stem = f"{record.video_id}-{sample_idx}-{start}-{mode}"
+                    made = {"prompt": {"id": record.video_id, "text": record.caption}, "sample_idx": sample_idx,
+                            "gen_seed": gen_seed, "start": start, "mode": mode, "times": times.tolist(),
+                            "seeds": seeds, "rollout": getattr(rollouts[mode], "name", mode),
+                            "checkpoint_hash": getattr(rollouts[mode], "checkpoint_hash", None),
+                            "backend": backend.identity(), "study_seed": settings.study_seed}
+                    display = shown and start == gen["start"][0] and mode == modes[0]
+                    index.append(write_video(videos, stem, pixels, made, gen, display) | {
+                        "prompt_id": record.video_id, "prompt": record.caption, "sample_idx": sample_idx,
+                        "gen_seed": gen_seed, "start": start, "mode": mode, "split": split,
+                        "truth_npz": truth_fields["npz"]} | ({"truth_gif": truth_fields["gif"]} if display else {}))
+    write_json(work / "videos.json", index)
+    return {"n_videos": len(index), "prompt_set": gen["prompts"],
+            "prompts_sha256": load_prompts(gen)[2], "starts": list(gen["start"]), "modes": modes}
 
 
 def save_frames(path: Path, frames: np.ndarray) -> None:

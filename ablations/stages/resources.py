@@ -58,6 +58,19 @@ class Resources:
         return self._get("backend", (json.dumps(cfg, sort_keys=True),),
                          lambda: make_backend(cfg["name"], device=self.ctx.device, **cfg["options"]))
 
+    def fitted_backend(self, trial: Trial) -> Any:
+        """The trial's backend; a retrieval prior (``fit_prior_from_store``) refitted from the store's train split.
+
+        The encode stage fits it on the same pairs before encoding (ablations.stages.encode), so a fresh
+        process retrieves exactly what the encode stage's process did.
+        """
+        backend = self.backend(trial)
+        if hasattr(backend, "fit_prior_from_store"):
+            store = self.store(trial)
+            self._get("prior_fit", (id(backend), str(store.path)),
+                      lambda: backend.fit_prior_from_store(store, ("train",)))
+        return backend
+
     def store(self, trial: Trial) -> Any:
         """The trial's embedding store; its encode stage must be done."""
         folder = stage_dir(self.ctx, trial, "encode")

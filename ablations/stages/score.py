@@ -66,7 +66,9 @@ class TrialScoring:
         gen_dir = stage_dir(self.ctx, self.trial, "generate")
         index = json.loads((gen_dir / "videos.json").read_text())
         return [GeneratedSample(item["prompt_id"], item["sample_idx"], item["gen_seed"], item["prompt"],
-                                load_frames(gen_dir / item["npz"])) for item in index]
+                                load_frames(gen_dir / item["npz"]),
+                                truth=load_frames(gen_dir / item["truth_npz"]) if "truth_npz" in item else None,
+                                protocol=generation_protocol(item)) for item in index]
 
     def rollouts(self) -> dict[str, Any]:
         return {mode: self.resources.rollout(self.trial, mode) for mode in ("step", "chain")}
@@ -100,6 +102,12 @@ class TrialScoring:
             clip = sample_clip(read_video(video.path), n_frames=gen["frames"], fps=1.0 / gen["dt"])
             videos.append(resize_frames(center_crop_square(clip.frames), gen["size"]))
         return videos
+
+
+def generation_protocol(item: dict[str, Any]) -> tuple[str, ...]:
+    """How a video of the index was made, as metric-name parameters: (mode, start=..., split=...) where known."""
+    protocol = (item["mode"],) if "mode" in item else ()
+    return protocol + tuple(f"{key}={item[key]}" for key in ("start", "split") if key in item)
 
 
 def _json_default(value: Any) -> Any:

@@ -24,15 +24,15 @@
   ``steps`` and ``guidance`` are ignored; ``negative`` is the zero embedding (the mid-grey image). An unfitted
   prior is an error, never a silent guess.
 
-Feeding the prior: fit it on the videos a model may learn from, never on test videos. For training to see
-what it expects (the trainer's ``prior`` start stands for frame 0, and its ``val_cosine`` applies the predicted
-displacement from the prior to the true first frame), fit it on the train and val videos' first frames before
-encoding them; test captions then retrieve another video's first frame. In a pipeline:
+Feeding the prior: fit it on the videos a model may learn from, never on test videos, and before encoding
+(every stored video's ``prior_embed`` comes from it); test captions then retrieve a training video's first
+frame. The harness (``ablations.stages.encode``) fits it on the ``train`` split only:
 
-* encode: choose the test videos first (by hashed id), then
-  ``backend.fit_prior([v.caption for v in rest], backend.encode_frames(first_frames_of_rest))`` and
-  ``encode_videos(rest, backend, ...)`` (and the test videos into their own split with the same fitted prior);
-* generate (a fresh backend in another process): ``backend.fit_prior_from_store(store, ("train", "val"))``.
+* encode: choose the test videos first (hashed ids, ``data.test_fraction``), then
+  ``backend.fit_prior([v.caption for v in train], backend.encode_frames(first_frames_of_train))``,
+  ``encode_videos(rest, backend, ...)`` and ``encode_videos(test, backend, ..., split="test")``;
+* generate (a fresh backend in another process, ``Resources.fitted_backend``):
+  ``backend.fit_prior_from_store(store, ("train",))``, the same pairs at the store's fp16 precision.
 """
 
 from __future__ import annotations
