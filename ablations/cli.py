@@ -218,6 +218,8 @@ EXPECTATION_FAILED = 3
 
 def _verdict_exit(results_dir: Path) -> int:
     """Print each failed expectation of results/expectations.json; EXPECTATION_FAILED when any failed."""
+    from rich.markup import escape
+
     from ablations.verdicts import read_failed
 
     failed = read_failed(results_dir)
@@ -245,7 +247,7 @@ def check(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> int:
     verdicts = judge(pd.read_parquet(scores_path), spec.spec.expectations)
     write_verdicts(verdicts, results_dir)
     for v in verdicts:
-        console.print(f"{'held  ' if v.held else 'FAILED'} {v.expectation} ({v.metric}): {v.detail}")
+        console.print(f"{'held  ' if v.held else 'FAILED'} {v.expectation} ({v.metric}): {v.detail}", markup=False)
     if not verdicts:
         console.print(f"study '{spec.name}' declares no expectations")
     return _verdict_exit(results_dir)
