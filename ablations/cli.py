@@ -1,4 +1,5 @@
-"""The spliter-bench command line: doctor, plan, encode, train, generate, score, collect, report, run, compare."""
+"""The spliter-bench command line: doctor, plan, encode, train, generate, score, collect, report, run, check,
+compare."""
 
 from __future__ import annotations
 
@@ -202,8 +203,8 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
         force: ForceOpt = False, launcher: LauncherOpt = "local", workers: WorkersOpt = 1, ray_address: RayOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan and stop")] = False,
         no_report: Annotated[bool, typer.Option("--no-report", help="stop after collecting the results")] = False,
-        no_redo: NoRedoOpt = False) -> None:
-    """All stages (encode, train, generate, score), then collect, then the report."""
+        no_redo: NoRedoOpt = False) -> int:
+    """All stages (encode, train, generate, score), then collect, then the report; exit 3 if an expectation failed."""
     from ablations.results import collect as collect_results
     from ablations.stages.plan import STAGES
 
@@ -211,7 +212,7 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
     if dry_run:
         _preflight(spec, out, device)
         plan(study=study, out=out, only=only, as_json=False)
-        return
+        return 0
     started = time.time()
     outcomes = _launch(spec, STAGES, out=out, only=only, device=device, force=force, launcher=launcher,
                        workers=workers, ray_address=ray_address, redo=not no_redo)
@@ -219,7 +220,7 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
     ran = sum(o.status == "ran" for o in outcomes)
     if only:
         console.print(f"{ran} stage(s) ran for --only {only}; collect and report need the whole study")
-        return
+        return 0
     results = collect_results(ctx, spec)
     console.print(f"results: {results}")
     if not no_report:
@@ -230,6 +231,48 @@ def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOp
         else:
             console.print(f"report: {build_report(ctx.root)}")
     console.print(f"done in {time.time() - started:.1f} s ({ran} stage(s) ran, {len(outcomes) - ran} already done)")
+    return _verdict_exit(results)
+
+
+# Exit code of `run` and `check` when a declared expectation failed (1 stays "could not run").
+EXPECTATION_FAILED = 3
+
+
+def _verdict_exit(results_dir: Path) -> int:
+    """Print each failed expectation of results/expectations.json; EXPECTATION_FAILED when any failed."""
+    from rich.markup import escape
+
+    from ablations.verdicts import read_failed
+
+    failed = read_failed(results_dir)
+    for entry in failed:
+        console.print(f"[red]expectation failed:[/red] {escape(entry['expectation'])} on {escape(entry['metric'])}: "
+                      f"{escape(entry['detail'])}")
+    if failed:
+        console.print(f"{len(failed)} expectation(s) failed (see {results_dir / 'expectations.json'})")
+        return EXPECTATION_FAILED
+    return 0
+
+
+@app.command()
+def check(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> int:
+    """Judge the study's expectations on its collected scores; exit 3 naming each one that failed."""
+    import pandas as pd
+
+    from ablations.verdicts import judge, write_verdicts
+
+    spec = _load(study)
+    results_dir = (out / spec.name).resolve() / "results"
+    scores_path = results_dir / "scores.parquet"
+    if not scores_path.exists():
+        raise Failure(f"no results at {results_dir}; run `spliter-bench run {spec.path}` (or collect) first")
+    verdicts = judge(pd.read_parquet(scores_path), spec.spec.expectations)
+    write_verdicts(verdicts, results_dir)
+    for v in verdicts:
+        console.print(f"{'held  ' if v.held else 'FAILED'} {v.expectation} ({v.metric}): {v.detail}", markup=False)
+    if not verdicts:
+        console.print(f"study '{spec.name}' declares no expectations")
+    return _verdict_exit(results_dir)
 
 
 @app.command()

@@ -24,6 +24,7 @@ from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.plan import STAGES, applies, stage_dir, stage_hash
 from ablations.study import Study, load_prompts, stable_hash
+from ablations.verdicts import judge, write_verdicts
 from metrics.schema import (
     CURVE_COLUMNS,
     RESULT_FILES,
@@ -82,6 +83,8 @@ def _runs(ctx: RunContext, study: Study) -> pd.DataFrame:
                 "deterministic": meta.get("deterministic"), "started_at": meta.get("started_at"),
                 "finished_at": meta.get("finished_at"), "wall_s": meta.get("wall_s"),
                 "argv": " ".join(meta.get("argv", [])),
+                # The training budget spent (train stage only): optimiser steps, examples seen, training time.
+                "steps": meta.get("steps"), "examples": meta.get("examples"), "train_wall_s": meta.get("train_wall_s"),
             })
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
@@ -203,6 +206,17 @@ def results_key(ctx: RunContext, study: Study) -> str:
     return stable_hash({"study": study.path.read_text(), "stages": stages, "version": RESULTS_VERSION})
 
 
+def _scored_headline(metric: str, scored: set[str]) -> str:
+    """The headline as named, or with the split the embedding rows carry (test first, then the val fallback)."""
+    if metric in scored or not metric.endswith("]"):
+        return metric
+    for split in ("test", "val"):
+        named = f"{metric[:-1]},split={split}]"
+        if named in scored:
+            return named
+    return metric
+
+
 def collect(ctx: RunContext, study: Study | None = None, force: bool = False) -> Path:
     """Write results/{runs,scores,curves,videos}.parquet and study.json; refuses when a stage is not done.
 
@@ -242,11 +256,13 @@ def _write_results(ctx: RunContext, study: Study, out: Path, key: str) -> None:
     _write_parquet(_curves(ctx, study), out / "curves.parquet")
     _write_parquet(_videos(ctx, study), out / "videos.parquet")
     protocol = study_protocol(ctx, study)
+    protocol["headline_metric"] = _scored_headline(protocol["headline_metric"], set(scores["metric"]))
     if protocol["headline_metric"] not in set(scores["metric"]):
         log.warning("headline_metric %r was not scored; the report picks its own", protocol["headline_metric"])
         protocol["headline_metric"] = None
     protocol["skipped"] = skipped_videos(ctx, study)
     write_json(out / "study.json", protocol)
+    write_verdicts(judge(scores, study.spec.expectations), out)
     write_atomic(ctx.root / "study.yaml", study.path.read_text())
     write_summary(ctx.root)
     mark_done(out, key)

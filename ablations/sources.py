@@ -111,7 +111,9 @@ def _annotation_paths(data: dict[str, Any]) -> list[str]:
 def _synthetic(data: dict[str, Any], path: Path) -> Any:
     return write_synthetic_store(path, n_videos=data["n_videos"], dim=data["dim"], text_tokens=data["text_tokens"],
                                  frames=data["frames"], fps=data["fps"] or 4.0, val_fraction=data["val_fraction"],
-                                 noise=data["noise"], seed=data["seed"])
+                                 noise=data["noise"], seed=data["seed"], world=data["world"],
+                                 test_fraction=data["test_fraction"], unseen_fraction=data["unseen_fraction"],
+                                 prior_noise=data["prior_noise"])
 
 
 SOURCES.register("shapes", DataSource("procedural shape videos rendered on the fly", videos=_shapes))

@@ -30,6 +30,9 @@ from ablations.validation import validate_study
 
 STUDIES_DIR = Path(__file__).parent / "studies"
 BASELINES = ("static", "mean_motion")
+CONTROLS = ("text_blind",)
+# The control's overrides on top of the variant it copies.
+CONTROL_OVERRIDES: dict[str, dict[str, Any]] = {"text_blind": {"model.text_input": "constant"}}
 # Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
 HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
 # Rollout keys the harness decides: the mode per use (generate.mode; scoring uses step and chain), the time grid
@@ -51,7 +54,6 @@ class DataConfig:
     ids: str | None = None  # msrvtt-annotation / tgif: keep the videos of a split list (csv or one id per line)
     caption_column: str = "caption"
     val_fraction: float = 0.25
-    test_fraction: float = 0.0  # share of videos held out as the store's test split (hashed ids; never trained on)
     split_seed: int = 0
     seed: int = 0  # shapes / synthetic generation seed
     motions: list[str] | None = None  # shapes: motions cycled over clips (None: all of spliter.data.shapes.MOTIONS)
@@ -60,6 +62,10 @@ class DataConfig:
     dim: int = 32  # synthetic only
     text_tokens: int = 8  # synthetic only
     noise: float = 0.02  # synthetic only
+    world: str = "legacy"  # synthetic only: "fair" (start independent of the caption) or "legacy"
+    test_fraction: float = 0.0  # share of videos held out for the reported scores (0: none, scores fall back to val)
+    unseen_fraction: float = 0.0  # share of caption groups held out entirely (the test_unseen split)
+    prior_noise: float = 0.1  # synthetic fair world only: noise of the prior start embedding
 
 
 @dataclass
@@ -149,6 +155,14 @@ class Resources:
 
 
 @dataclass
+class Expectation:
+    variant: str  # a variant or control of this study
+    beats: list[str]  # baselines / controls / variants whose interval it must lie strictly better than
+    metric: str  # an exact metric name of scores.parquet; "{mode}" expands to each of `modes`
+    modes: list[str] = field(default_factory=list)  # each mode is its own verdict (empty: the metric as given)
+
+
+@dataclass
 class StudyFile:
     study: str
     description: str = ""
@@ -172,10 +186,14 @@ class StudyFile:
     # The evaluation set (same keys as data, a data source with videos): FVD's reference clips, and videos the
     # training corpus must not contain (ablations.leakage). None: the training store's validation split.
     evaluation: DataConfig | None = None
+    # Controls added to every study that trains ([] opts out): "text_blind" is `text_blind_of` with
+    # model.text_input: constant (same architecture and budget, the text replaced by a constant).
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
+    text_blind_of: str | None = None  # the variant the text_blind control copies (None: the last variant)
+    # What a working method must show; checked at collect (ablations.verdicts, results/expectations.json).
+    expectations: list[Expectation] = field(default_factory=list)
     # The metric the report leads with; held-out embedding accuracy answers the study's question directly.
     headline_metric: str = "embed_cosine[step,start=true]"
-    # Declared verdicts ({variant, beats, metric, modes}; docs/results.md), checked after a run.
-    expectations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -325,7 +343,20 @@ def _variants(spec: StudyFile) -> dict[str, VariantSpec]:
     clash = set(variants) & set(BASELINES)
     if clash:
         raise StudyError(f"variants.{sorted(clash)[0]}: this name is reserved for a baseline")
-    return variants
+    return {**variants, **_controls(spec, variants)}
+
+
+def _controls(spec: StudyFile, variants: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
+    """The study's controls, each a copy of `text_blind_of` (default: the last variant) with its overrides."""
+    for i, name in enumerate(spec.controls):
+        if name not in CONTROL_OVERRIDES:
+            raise StudyError(f"controls[{i}]: {name!r} is not one of {list(CONTROLS)} (controls: [] opts out)")
+        if name in variants:
+            raise StudyError(f"variants.{name}: this name is reserved for a control; rename it or set controls: []")
+    of = spec.text_blind_of or list(variants)[-1]
+    if of not in variants:
+        raise StudyError(f"text_blind_of: {of!r} is not a variant of this study (choose one of {list(variants)})")
+    return {name: VariantSpec({**variants[of].overrides, **CONTROL_OVERRIDES[name]}, {}) for name in spec.controls}
 
 
 def _library_configs():
@@ -391,7 +422,7 @@ def _check_starts(generate: dict, at: str) -> None:
 
 
 def expand_trials(spec: StudyFile) -> list[Trial]:
-    """Baselines first (one per seed: they share the generation seeds of their slot), then every variant × seed."""
+    """Baselines first (once: they are deterministic), then every variant and control × seed."""
     if not spec.seeds:
         raise StudyError("seeds: give at least one training seed")
     if len(set(spec.seeds)) != len(spec.seeds):
@@ -415,18 +446,40 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
             "kind": "baseline",
             "baseline": name,
             "model": {"time_scale": base_config["model"]["time_scale"]},
+            # mean_motion is fitted on the trainer's own train videos (its val share left out).
+            "train": {"val_fraction": base_config["train"]["val_fraction"]},
             "rollout": base_config["rollout"],
             "generate": base_config["generate"],
             "metrics": base_config["metrics"],
+            "deterministic": True,
         }
-        for seed in spec.seeds:
-            trials.append(Trial(spec.study, name, seed, "baseline", {**config, "seed": seed}, {}))
-    for name, variant in _variants(spec).items():
+        # Deterministic: the same numbers for every training seed, so one trial (no fake seeds).
+        trials.append(Trial(spec.study, name, spec.seeds[0], "baseline", {**config, "seed": spec.seeds[0]}, {}))
+    variants = _variants(spec)
+    for name, variant in variants.items():
         config = _resolve_spliter(spec, name, variant.overrides)
         for seed in spec.seeds:
             full = {**shared, **config, "kind": "spliter", "seed": seed}
             trials.append(Trial(spec.study, name, seed, "spliter", full, dict(variant.factors)))
+    _check_expectations(spec, [*spec.baselines, *variants])
     return trials
+
+
+def _check_expectations(spec: StudyFile, names: list[str]) -> None:
+    """Every expectation names trials of this study and a metric pattern that expands."""
+    for i, exp in enumerate(spec.expectations):
+        at = f"expectations[{i}]"
+        for key, name in [("variant", exp.variant), *(("beats", b) for b in exp.beats)]:
+            if name not in names:
+                raise StudyError(f"{at}.{key}: {name!r} is not a variant, control or baseline of this study "
+                                 f"(choose from {names})")
+        if not exp.beats:
+            raise StudyError(f"{at}.beats: name at least one baseline, control or variant to beat")
+        if exp.variant in exp.beats:
+            raise StudyError(f"{at}.beats: {exp.variant!r} cannot beat itself")
+        if ("{mode}" in exp.metric) != bool(exp.modes):
+            raise StudyError(f"{at}: metric {exp.metric!r} and modes {exp.modes} disagree; use '{{mode}}' in the "
+                             "metric exactly when modes are given")
 
 
 def select_trials(trials: list[Trial], only: str | None) -> list[Trial]:

@@ -27,7 +27,8 @@ class ScoreContext(Protocol):
     device: Any  # where models run
 
     def rollouts(self) -> dict[str, Any]: ...  # mode ("step", "chain") -> rollout of the trial
-    def val_records(self) -> Sequence[Any]: ...  # held-out store records
+    # split name -> the held-out records the reported scores use ("test" and "test_unseen"; "val" without a test split)
+    def scored_splits(self) -> dict[str, Sequence[Any]]: ...
     def clip_encoders(self) -> Sequence[Any]: ...  # metrics.clip encoders of metrics.clip_encoders
     def fvd(self) -> tuple[Any, Any]: ...  # (metrics.fvd.FVDScorer, reference FeatureStats)
     def fid(self) -> tuple[Any, Any]: ...  # (metrics.fid.FrameFID, reference videos)
@@ -47,10 +48,15 @@ DEFAULT_FAMILIES: tuple[str, ...] = ("embedding", "pixel_motion", "clip")
 
 
 def _embedding(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
-    records = ctx.val_records()
-    if not records:
-        raise ValueError("the store has no validation videos; set data.val_fraction > 0")
-    return score_embeddings(ctx.rollouts(), records, device=ctx.device)
+    """Both starts and, with two videos or more, shuffled text, per scored split (named in each metric)."""
+    rows: Rows = []
+    for split, records in ctx.scored_splits().items():
+        if not records:
+            raise ValueError(f"the store has no {split!r} videos to score; set data.val_fraction / test_fraction > 0")
+        part = score_embeddings(ctx.rollouts(), records, device=ctx.device, start="both",
+                                shuffled_text=len(records) >= 2)
+        rows += [{**row, "metric": f"{row['metric'][:-1]},split={split}]"} for row in part]
+    return rows
 
 
 def _fvd(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
@@ -85,7 +91,8 @@ def _paired(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
 
 
 METRIC_FAMILIES.register("embedding", MetricFamily(
-    _embedding, needs_videos=False, description="held-out embedding accuracy in step and chain mode"))
+    _embedding, needs_videos=False,
+    description="held-out embedding accuracy in step and chain mode, both starts, own and shuffled text, per split"))
 METRIC_FAMILIES.register("pixel_motion", MetricFamily(
     lambda videos, ctx: pixel_motion_rows(videos), needs_videos=True,
     description="mean absolute pixel change between frames (a counterweight, never ranked)"))

@@ -3,7 +3,7 @@ metrics' rows hold and what the report reads. metrics, ablations and reports all
 
 from __future__ import annotations
 
-RESULTS_VERSION = 3  # bump when the files of results/ change shape (collect() then rewrites them)
+RESULTS_VERSION = 4  # bump when the files of results/ change shape (collect() then rewrites them)
 LEVELS: tuple[str, ...] = ("video", "set")
 
 # Who a row belongs to; the harness adds these to each metric row.
@@ -21,7 +21,7 @@ SCORE_COLUMNS: tuple[str, ...] = tuple(SCORE_DTYPES)
 RUN_COLUMNS: tuple[str, ...] = (
     *IDENTITY_COLUMNS, "stage", "status", "config_hash", "config_json", "prompts_sha256", "git_sha", "git_dirty",
     "python", "torch", "diffusers", "transformers", "open_clip", "device", "gpu_name", "dtype", "deterministic",
-    "started_at", "finished_at", "wall_s", "argv",
+    "started_at", "finished_at", "wall_s", "argv", "steps", "examples", "train_wall_s",
 )  # fmt: skip
 CURVE_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "epoch", "split", "metric", "value")
 VIDEO_COLUMNS: tuple[str, ...] = (

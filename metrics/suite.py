@@ -122,9 +122,11 @@ def score_embeddings(
     *,
     start: str = "true",
     device: str | torch.device = "cpu",
+    shuffled_text: bool = False,
 ) -> list[dict[str, Any]]:
     """Held-out embedding rows for each rollout mode; what could not be scored is warned about by name."""
-    report = score_rollouts(rollouts, records, horizons=horizons, start=start, device=device)
+    report = score_rollouts(rollouts, records, horizons=horizons, start=start, device=device,
+                            shuffled_text=shuffled_text)
     if report.skipped:
         listing = "; ".join(f"{vid}: {reason}" for vid, reason in report.skipped)
         warnings.warn(

@@ -239,7 +239,8 @@ OVERVIEW_CAPTION = (
     "Means over seeds (intervals in the full table); ★ best reliable variant of the column, ⚠ flagged unreliable "
     "(e.g. a Fréchet distance with n ≤ feature dimension)."
 )
-ABLATION_COLUMNS = ("switch", "diff", "diff_low", "diff_high", "n", "interval")
+ABLATION_COLUMNS = ("switch", "diff", "diff_low", "diff_high", "n", "interval",
+                    "steps before", "steps after", "train s before", "train s after")
 
 
 def points_caption(summary: pd.DataFrame, metric: str) -> str:

@@ -72,10 +72,15 @@ def group_interval(rows: pd.DataFrame) -> Interval:
 
 
 def paired_difference(rows: pd.DataFrame, reference: pd.DataFrame) -> Interval:
-    """rows − reference, paired by seed when ≥ 2 seeds are shared, else by video within the one seed."""
+    """rows − reference, paired by seed when ≥ 2 seeds are shared, else by video within the one seed.
+
+    A reference run once (a deterministic baseline) against ≥ 2 seeds: each seed's mean minus its one value.
+    """
     mine = rows.groupby("seed")["value"].mean()
     theirs = reference.groupby("seed")["value"].mean()
     common = mine.index.intersection(theirs.index)
+    if len(theirs) == 1 and len(mine) >= 2:
+        return t_interval(mine - float(theirs.iloc[0]), "seeds − reference run once")
     if len(common) >= 2:
         return t_interval(mine[common] - theirs[common], "paired seeds")
     video_keys = ["seed", "prompt_id", "sample_idx"]
@@ -124,7 +129,7 @@ def summary(scores: pd.DataFrame, study: dict[str, Any], reference: str = REFERE
         reference_rows = metric_rows[metric_rows["variant"] == reference]
         for variant in [name for name in order if name in set(metric_rows["variant"])]:
             group = metric_rows[metric_rows["variant"] == variant]
-            estimate = group_interval(group)
+            estimate = deterministic_point(group) if is_deterministic(study, variant, group) else group_interval(group)
             reliable = bool(group["reliable"].all())
             if variant == reference or reference_rows.empty:
                 difference = Interval(
@@ -145,6 +150,82 @@ def summary(scores: pd.DataFrame, study: dict[str, Any], reference: str = REFERE
     table = pd.DataFrame.from_records(records)
     table["best"] = mark_best(table)
     return table
+
+
+DETERMINISTIC = "deterministic: run once"
+
+
+def is_deterministic(study: dict[str, Any], variant: str, rows: pd.DataFrame) -> bool:
+    """A baseline run once: its number is exact, not a sample over seeds (no interval, no "n seeds")."""
+    return variant in set(study.get("baselines", [])) and rows["seed"].nunique() == 1
+
+
+def deterministic_point(rows: pd.DataFrame) -> Interval:
+    """The one value of a deterministic run (its mean over videos), with no interval."""
+    return Interval(float(rows["value"].mean()), math.nan, math.nan, 1, DETERMINISTIC)
+
+
+def fair_headline(scores: pd.DataFrame, study: dict[str, Any], metric: str, control: str = "text_blind") -> pd.DataFrame:
+    """Per variant: mean [95% CI] of `metric`, and its paired difference to the best baseline and to `control`."""
+    rows = headline_rows(scores)
+    rows = rows[rows["metric"] == metric]
+    if rows.empty:
+        raise SummaryError(f"scores.parquet has no rows of metric {metric!r}")
+    higher = bool(rows["higher_is_better"].iloc[0])
+    baselines = [b for b in study.get("baselines", []) if b in set(rows["variant"])]
+    means = {b: float(rows.loc[rows["variant"] == b, "value"].mean()) for b in baselines}
+    best = (max if higher else min)(means, key=means.get) if means else None
+    records = []
+    for variant in variant_order(study, rows["variant"].unique()):
+        group = rows[rows["variant"] == variant]
+        if group.empty:
+            continue
+        deterministic = is_deterministic(study, variant, group)
+        estimate = deterministic_point(group) if deterministic else group_interval(group)
+        record = {"variant": variant, "runs": DETERMINISTIC if deterministic else f"{group['seed'].nunique()} seeds",
+                  "mean [95% CI]": format_interval(estimate.mean, estimate.low, estimate.high)}
+        for label, other in ((f"Δ vs best baseline ({best})", best), (f"Δ vs {control}", control)):
+            theirs = rows[rows["variant"] == other] if other else rows.iloc[:0]
+            if variant in (other, *baselines) or theirs.empty:
+                record[label] = "—"
+                continue
+            difference = paired_difference(group, theirs)
+            worse = (difference.high < 0) if higher else (difference.low > 0)
+            record[label] = format_interval(difference.mean, difference.low, difference.high) + (" ✗" if worse else "")
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+FAIR_HEADLINE_CAPTION = (
+    "Δ: paired difference over training seeds (against a deterministic baseline, run once: each seed minus its "
+    "one value) with a 95% Student-t interval; ✗ marks a variant whose whole interval lies on the worse side of "
+    "the best baseline or of the text-blind control."
+)
+
+
+def budget_table(runs: pd.DataFrame, study: dict[str, Any]) -> pd.DataFrame:
+    """Per trained variant: optimiser steps, examples seen and training seconds (mean over seeds; ranges shown)."""
+    train = runs[(runs["stage"] == "train")]
+    columns = ["variant", "seeds", "steps", "examples", "train s"]
+    records = []
+    for variant in variant_order(study, train["variant"].unique()):
+        group = train[train["variant"] == variant]
+        if group.empty:
+            continue
+        records.append({"variant": variant, "seeds": int(group["seed"].nunique()),
+                        "steps": _span(group["steps"]), "examples": _span(group["examples"]),
+                        "train s": _span(group["train_wall_s"], digits=1)})
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _span(values: pd.Series, digits: int = 0) -> str:
+    """One value when all seeds agree, else min–max; "—" when not recorded."""
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "—"
+    low, high = float(values.min()), float(values.max())
+    fmt = f"{{:.{digits}f}}"
+    return fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
 
 
 def mark_best(table: pd.DataFrame) -> pd.Series:
@@ -272,12 +353,17 @@ def headline_metric(scores: pd.DataFrame, study: dict[str, Any]) -> str:
     return (video or metrics)[0]
 
 
-def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str) -> pd.DataFrame:
-    """For each switch, the paired difference (after − before) of `metric` with its 95% interval."""
+def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str,
+                   runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """For each switch, the paired difference (after − before) of `metric` with its 95% interval.
+
+    With `runs` (runs.parquet), each side's training budget too: steps and train seconds (budget_table's cells).
+    """
     rows = headline_rows(scores)
     rows = rows[rows["metric"] == metric]
     columns = ["switch", "change", "axis", "before", "after", "diff", "diff_low", "diff_high", "n", "interval",
                "higher_is_better", "reliable"]  # fmt: skip
+    budget = budget_table(runs, study).set_index("variant") if runs is not None else None
     records = []
     for switch in switch_pairs(study):
         before, after = rows[rows["variant"] == switch.before], rows[rows["variant"] == switch.after]
@@ -290,6 +376,12 @@ def ablation_table(scores: pd.DataFrame, study: dict[str, Any], metric: str) -> 
             "interval": difference.how, "higher_is_better": bool(rows["higher_is_better"].iloc[0]),
             "reliable": bool(before["reliable"].all() and after["reliable"].all()),
         })  # fmt: skip
+        if budget is not None:
+            for side, name in (("before", switch.before), ("after", switch.after)):
+                for key in ("steps", "train s"):
+                    records[-1][f"{key} {side}"] = budget[key].get(name, "—")
+    if budget is not None:
+        columns += [f"{key} {side}" for side in ("before", "after") for key in ("steps", "train s")]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -321,7 +413,7 @@ def format_summary(table: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFr
             format_interval(row.mean, row.ci_low, row.ci_high) + (f" {BEST_MARK}" if row.best else "")
             for row in table.itertuples()
         ],
-        "n seeds": table["n_seeds"].astype(str),
+        "n seeds": [DETERMINISTIC if row.interval == DETERMINISTIC else str(row.n_seeds) for row in table.itertuples()],
         "interval": table["interval"],
         f"Δ vs {reference} [95% CI]": [format_interval(row.diff, row.diff_low, row.diff_high) for row in table.itertuples()],
         "note": table["note"],

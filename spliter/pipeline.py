@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,14 +136,14 @@ def encode_videos(
     val_fraction: float = 0.2,
     split_seed: int = 0,
     progress: bool = True,
-    split: str | None = None,
+    splits: Mapping[str, str] | None = None,
 ) -> EncodeReport:
     """Encode videos into the store at store_path (created, or appended to: videos already there are skipped).
 
     Per video: `frames` frames -> frame embeddings; per caption (batched): text states and embedding, and the
     prior embedding from seed prior_seed. A video that cannot be read (any VideoError) is skipped with its
-    reason; the skip list is returned and written to store_path/skipped.json. ``split`` puts every video in
-    that split (e.g. "test") instead of the hashed train/val assignment.
+    reason; the skip list is returned and written to store_path/skipped.json. ``splits`` (video id -> split,
+    e.g. from :func:`spliter.data.splits.assign_splits`) replaces the hashed val_fraction assignment.
     """
     if frames < 2:
         raise ValueError(f"frames must be >= 2 (a store needs motion), got {frames}")
@@ -178,8 +178,9 @@ def encode_videos(
                     loaded.append((video, load_frames(video, frames, fps, size)))
                 except VideoError as error:
                     skipped.append((video.video_id, str(error)))
-            encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance, val_fraction, split_seed,
-                                     split)
+            encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance,
+                                     lambda vid: splits[vid] if splits is not None
+                                     else assign_split(vid, val_fraction, split_seed))
             bar.update(len(batch))
     write_atomic(Path(store_path) / SKIPPED_FILE,
                  json.dumps([{"video_id": v, "reason": r} for v, r in skipped], indent=2, sort_keys=True))
@@ -193,9 +194,7 @@ def _encode_batch(
     prior_seed: int,
     prior_steps: int,
     guidance: float,
-    val_fraction: float,
-    split_seed: int,
-    split: str | None = None,
+    split_of: Callable[[str], str],
 ) -> int:
     if not loaded:
         return 0
@@ -213,7 +212,7 @@ def _encode_batch(
             prior_embed[i],
             frame_embeds[i],
             torch.from_numpy(clip.times),
-            split=split or assign_split(video.video_id, val_fraction, split_seed),
+            split=split_of(video.video_id),
             negative_prior_embed=negative[i],
             fps=clip.fps,
             source=video.source,

@@ -149,6 +149,8 @@ def synthetic_runs() -> pd.DataFrame:
                     "open_clip": "3.0", "device": "cpu", "gpu_name": None, "dtype": "float32",
                     "deterministic": True, "started_at": "2026-01-01T00:00:00Z",
                     "finished_at": "2026-01-01T00:01:00Z", "wall_s": 60.0, "argv": "run",
+                    "steps": 100 if stage == "train" else None, "examples": 6400 if stage == "train" else None,
+                    "train_wall_s": 55.0 if stage == "train" else None,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -29,6 +29,7 @@ MICRO = {
     "metrics": {"select": ["embedding", "pixel_motion", "clip"], "clip_encoders": ["backend"]},
     "variants": {"base": {}, "back": {"regime.back": True}},
     "baselines": ["static"],
+    "controls": [],  # the harness mechanics only (tests/test_fair_study.py runs the text_blind control)
 }
 
 
@@ -80,7 +81,7 @@ def test_run_writes_every_results_table(finished):
     assert frame["value"].notna().all()
     assert {"video", "set"} >= set(frame.level)
     videos = pd.read_parquet(results / "videos.parquet")
-    assert len(videos) == 3 * 2 * 2  # variants x seeds x prompts
+    assert len(videos) == (2 * 2 + 1) * 2  # (variants x seeds + static, run once) x prompts
     assert all((root / "micro" / gif).exists() for gif in videos.gif)
     study = json.loads((results / "study.json").read_text())
     assert study["prompt_set"]["name"] == "motion-v1" and len(study["prompt_set"]["sha256"]) == 64

@@ -31,6 +31,7 @@ WIRED = {
                 "fvd": {"weights": "random", "frames": 8, "resolution": 112}},
     "matrix": {"regime": {"base": {}, "back": {"regime.back": True}}},
     "baselines": [],
+    "controls": [],  # the wiring only (tests/test_fair_study.py runs the text_blind control)
 }
 
 

@@ -36,7 +36,8 @@ def test_every_shipped_study_validates_and_expands():
 def test_quickstart_is_the_full_matrix_with_baselines():
     study = load_study("quickstart")
     spliter = {t.variant for t in study.trials if t.kind == "spliter"}
-    assert len(spliter) == 2 * 2 * 2 + 1  # regime x rotation layer x cross-attention, + the text-blind control
+    assert len(spliter) == 2 * 2 * 2 + 1  # regime x rotation layer x cross-attention, + the text_blind control
+    assert "text_blind" in spliter
     assert {"base", "base-plane", "base-attention", "base-plane-attention", "combined-plane-attention"} <= spliter
     assert {t.variant for t in study.trials if t.kind == "baseline"} == {"static", "mean_motion"}
     assert {t.seed for t in study.trials} == {0, 1, 2}
@@ -118,3 +119,44 @@ def test_prompt_sets_are_hashed_and_filtered():
 def test_rollout_time_grid_and_mode_are_not_in_the_trial_config():
     study = load_study("quickstart")
     assert all(not {"mode", "frames", "dt"} & set(t.config["rollout"]) for t in study.trials)
+
+
+def _tiny_spec(**extra) -> dict:
+    return {"study": "t", "seeds": [0, 1], "data": {"source": "synthetic"}, "generate": {"enabled": False},
+            "metrics": {"select": ["embedding"], "clip_encoders": []},
+            "variants": {"base": {}, "sc": {"model.step_consistent": True}}, **extra}
+
+
+def test_text_blind_copies_the_named_variant_and_controls_can_be_opted_out(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(_tiny_spec(text_blind_of="sc")))
+    blind = [t for t in load_study(path).trials if t.variant == "text_blind"]
+    assert [t.seed for t in blind] == [0, 1]
+    assert blind[0].config["model"]["step_consistent"] is True and blind[0].config["model"]["text_input"] == "constant"
+    path.write_text(yaml.safe_dump(_tiny_spec(controls=[])))
+    assert "text_blind" not in {t.variant for t in load_study(path).trials}
+
+
+def test_deterministic_baselines_are_one_trial_each(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(_tiny_spec()))
+    baselines = [t for t in load_study(path).trials if t.kind == "baseline"]
+    assert [(t.variant, t.seed) for t in baselines] == [("static", 0), ("mean_motion", 0)]
+    assert all(t.config["deterministic"] for t in baselines)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"text_blind_of": "nope"}, r"text_blind_of: 'nope' is not a variant"),
+        ({"controls": ["blind"]}, r"controls\[0\]: 'blind' is not one of"),
+        ({"expectations": [{"variant": "sc", "beats": ["nope"], "metric": "m"}]}, r"expectations\[0\]\.beats: 'nope'"),
+        ({"expectations": [{"variant": "sc", "beats": ["static"], "metric": "m[{mode}]"}]}, r"expectations\[0\]: metric"),
+        ({"expectations": [{"variant": "sc", "beats": [], "metric": "m"}]}, r"expectations\[0\]\.beats: name at least"),
+    ],
+)
+def test_bad_controls_and_expectations_name_the_key(tmp_path, extra, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(_tiny_spec(**extra)))
+    with pytest.raises(StudyError, match=message):
+        load_study(path)

@@ -31,9 +31,10 @@ from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
 from ablations.study import Trial, stable_hash
 from spliter.data.datasets import long_captions
+from spliter.data.splits import assign_splits
 from spliter.data.store import EmbeddingStore, StoreError
 from spliter.data.video import VideoError
-from spliter.pipeline import assign_split, derive_seed, encode_videos, load_frames
+from spliter.pipeline import assign_split, encode_videos, load_frames
 
 log = logging.getLogger(__name__)
 ACCEPTED, SKIPPED, SUMMARY = "accepted.json", "skipped.json", "summary.json"
@@ -62,28 +63,23 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     files = {v.video_id: _file_facts(v.path, work) for v in listing.videos}
     backend_cfg = trial.config["backend"]
     backend = resources.backend(trial)
-    test_ids = {v.video_id for v in listing.videos
-                if is_test(v.video_id, data.get("test_fraction", 0.0), data["split_seed"])}
+    splits = held_out_splits(listing.videos, data)
     if hasattr(backend, "fit_prior"):
-        fit_retrieval_prior(backend, [v for v in listing.videos if v.video_id not in test_ids], data,
-                            backend_cfg["encode_size"])
+        fit_retrieval_prior(backend, listing.videos, data, backend_cfg["encode_size"], splits)
     previous = _previous_store(work, trial)
     carried = _reusable(previous, listing.videos, files) if previous is not None else {}
     target = work / "new" if carried else store_path
     todo = [v for v in listing.videos if v.video_id not in carried]
-    settings = dict(frames=data["frames"], fps=data["fps"], size=backend_cfg["encode_size"],
-                    prior_seed=backend_cfg["prior_seed"], prior_steps=backend_cfg["prior_steps"],
-                    guidance=backend_cfg["guidance"], val_fraction=data["val_fraction"], split_seed=data["split_seed"],
-                    progress=ctx.progress)
-    reports = [encode_videos([v for v in todo if v.video_id not in test_ids], backend, target, **settings)]
-    test_todo = [v for v in todo if v.video_id in test_ids]
-    if test_todo:
-        reports.append(encode_videos(test_todo, backend, target, split="test", **settings))
+    report = encode_videos(
+        todo, backend, target, frames=data["frames"], fps=data["fps"], size=backend_cfg["encode_size"],
+        prior_seed=backend_cfg["prior_seed"], prior_steps=backend_cfg["prior_steps"], guidance=backend_cfg["guidance"],
+        val_fraction=data["val_fraction"], split_seed=data["split_seed"], progress=ctx.progress, splits=splits,
+    )
     if carried:
         _merge(store_path, previous, target, [v.video_id for v in listing.videos])
         log.warning("encode: %d video(s) reused from the previous encode, %d encoded again or anew",
-                    len(carried), sum(r.encoded for r in reports))
-    skipped = [{"video": v, "reason": r} for v, r in list(listing.problems) + [s for r in reports for s in r.skipped]]
+                    len(carried), report.encoded)
+    skipped = [{"video": v, "reason": r} for v, r in list(listing.problems) + list(report.skipped)]
     write_json(work / SKIPPED, skipped)
     for item in skipped:
         log.warning("encode: skipped %s: %s", item["video"], item["reason"])
@@ -212,14 +208,23 @@ def _accepted(store: EmbeddingStore, videos: list, files: dict[str, dict]) -> li
     return rows
 
 
-def is_test(video_id: str, fraction: float, split_seed: int) -> bool:
-    """A fixed pseudo-random `fraction` of ids (from the split seed and the id alone) is held out for test."""
-    return fraction > 0 and derive_seed(split_seed, "test", video_id) / 2.0**63 < fraction
+def held_out_splits(videos: list[Any], data: dict) -> dict[str, str] | None:
+    """Video id -> split when the study holds out test videos (and whole captions for test_unseen), else None
+    (the hashed train/val assignment of encode_videos). None of the held-out videos reaches training."""
+    if data["test_fraction"] <= 0 and data["unseen_fraction"] <= 0:
+        return None
+    captions: dict[str, str] = {}
+    for video in videos:  # a duplicate id is encoded once (its first entry), see encode_videos
+        captions.setdefault(video.video_id, video.caption)
+    groups = list(captions.values()) if data["unseen_fraction"] > 0 else None
+    return assign_splits(list(captions), groups, val_fraction=data["val_fraction"], test_fraction=data["test_fraction"],
+                         unseen_fraction=data["unseen_fraction"], seed=data["split_seed"])
 
 
-def fit_retrieval_prior(backend: Any, videos: list[Any], data: dict, size: int) -> int:
+def fit_retrieval_prior(backend: Any, videos: list[Any], data: dict, size: int,
+                        splits: dict[str, str] | None = None) -> int:
     """Fit a retrieval prior on the caption and first frame of the videos that land in ``train``; returns N."""
-    train = [v for v in videos if assign_split(v.video_id, data["val_fraction"], data["split_seed"]) == "train"]
+    train = [v for v in videos if split_of(v.video_id, data, splits) == "train"]
     if not train:
         raise ValueError(f"data source {data['source']!r}: no train videos to fit the backend's retrieval prior on; "
                          "lower data.val_fraction / data.test_fraction or add videos")
@@ -234,3 +239,8 @@ def fit_retrieval_prior(backend: Any, videos: list[Any], data: dict, size: int) 
         raise ValueError(f"data source {data['source']!r}: none of its train videos can be read; see skipped.json")
     backend.fit_prior(captions, backend.encode_frames(np.stack(firsts)))
     return len(captions)
+
+
+def split_of(video_id: str, data: dict, splits: dict[str, str] | None) -> str:
+    """The split encode puts `video_id` in (the held-out assignment, else the hashed train/val one)."""
+    return splits[video_id] if splits is not None else assign_split(video_id, data["val_fraction"], data["split_seed"])

@@ -12,7 +12,8 @@ STAGES = ("encode", "train", "generate", "score")
 # Bump a stage's version when its code changes what it writes: its DONE hashes go stale and it reruns.
 # generate 2: frames.npz (lossless) next to the mp4; score 3: scores read frames.npz, FVD rows carry the I3D
 # weights identity, metric families are selected by name.
-STAGE_VERSIONS = {"encode": 2, "train": 1, "generate": 2, "score": 3}
+# train 2: meta.json records steps/examples/train_wall_s; score 4: embedding rows per split, both starts, shuffled text.
+STAGE_VERSIONS = {"encode": 2, "train": 2, "generate": 2, "score": 4}
 
 
 def stage_config(trial: Trial, stage: str) -> dict:

@@ -87,7 +87,8 @@ class Resources:
         if trial.kind == "baseline":
             if trial.config["baseline"] == "static":
                 return StaticRollout()
-            return MeanMotionRollout.fit(self.store(trial), split="train")
+            return MeanMotionRollout.fit(self.store(trial), split="train",
+                                         val_fraction=trial.config["train"]["val_fraction"])
         checkpoint = stage_dir(self.ctx, trial, "train") / "checkpoints" / "best.pt"
         model = load_spliter(checkpoint, map_location=self.device)
         rollout = SpliterRollout(model, RolloutConfig(**{**trial.config["rollout"], "mode": mode}))

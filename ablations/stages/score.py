@@ -22,6 +22,7 @@ from ablations.stages.resources import Resources
 from ablations.study import Trial
 from metrics.families import METRIC_FAMILIES
 from metrics.suite import GeneratedSample
+from spliter.data.splits import TEST_SPLITS, train_val_records
 from spliter.data.video import center_crop_square, read_video, resize_frames, sample_clip
 
 
@@ -73,8 +74,14 @@ class TrialScoring:
     def rollouts(self) -> dict[str, Any]:
         return {mode: self.resources.rollout(self.trial, mode) for mode in ("step", "chain")}
 
-    def val_records(self) -> Sequence[Any]:
-        return self.resources.store(self.trial).split("val")
+    def scored_splits(self) -> dict[str, Sequence[Any]]:
+        """test and test_unseen (those the store has); without a test split the trainer's val videos, named val."""
+        store = self.resources.store(self.trial)
+        splits = {name: store.split(name) for name in TEST_SPLITS if store.split(name)}
+        if splits:
+            return splits
+        # Old stores have no test split: their scores come from the selection set, and the name says so.
+        return {"val": train_val_records(store, self.trial.config["train"]["val_fraction"])[1]}
 
     def clip_encoders(self) -> list[Any]:
         return self.resources.clip_encoders(self.trial)

@@ -24,4 +24,7 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     result = train(model_config, train_config, store, work / "checkpoints")
     history = [dict(row) for row in result.history]
     write_json(work / "history.json", history)
-    return {"best_epoch": result.best_epoch, "best_val_cosine": result.best_val_cosine, "epochs_run": len(history)}
+    # The budget actually spent (runs.parquet budget columns): compared across variants, never assumed.
+    return {"best_epoch": result.best_epoch, "best_val_cosine": result.best_val_cosine, "epochs_run": len(history),
+            "steps": result.global_step, "examples": result.examples_seen, "train_wall_s": round(result.wall_s, 3),
+            "best_step": result.best_step}

@@ -34,6 +34,11 @@ notebook.verdicts(results)
 # %%
 page.table(notebook.headline_table(summary, headline), "headline",
            caption=f"{headline}: mean [95% interval] per variant, difference to static", notes=tables.SUMMARY_CAPTION)
+page.table(tables.fair_headline(scores, study, headline), "headline-margins",
+           caption=f"{headline}: each variant against the best baseline and the text-blind control",
+           notes=tables.FAIR_HEADLINE_CAPTION)
+page.table(tables.budget_table(results.runs, study), "budgets",
+           caption="Training budget per variant: optimiser steps, examples seen, training seconds")
 
 # %% [markdown]
 # ## Generated videos
@@ -91,7 +96,7 @@ with page.or_reason():
 # ## Ablation: one switch at a time
 
 # %%
-switches = tables.ablation_table(scores, study, headline)
+switches = tables.ablation_table(scores, study, headline, runs=results.runs)
 with page.or_reason():
     page.figure(plots.ablation_effects(switches, study, headline), "ablation", caption=plots.ABLATION_CAPTION,
                 title=f"Effect of each switch on {headline}")
