@@ -16,7 +16,7 @@ from typing import Any
 
 from ablations.schema import StudyError, to_dict
 from ablations.sources import SOURCES
-from ablations.study import Study, load_prompts, prompt_file
+from ablations.study import Study, load_prompts, prompt_file, store_prompt_split
 
 _NAMED = 10  # how many leaked ids a message lists before "..."
 
@@ -67,8 +67,8 @@ def listed_ids(data: dict[str, Any]) -> list[str] | None:
 def prompt_sources(study: Study) -> list[str]:
     """The source clip of each selected prompt: its `video_id` field, else its id."""
     gen = to_dict(study.spec.generate)
-    if not gen["enabled"]:
-        return []
+    if not gen["enabled"] or store_prompt_split(gen["prompts"]) is not None:
+        return []  # store prompts are the store's held-out videos: apart from training by construction
     prompts, _, _ = load_prompts(gen)
     fields: dict[str, str] = {}
     for line in prompt_file(gen["prompts"]).read_text().splitlines():

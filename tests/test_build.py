@@ -131,7 +131,7 @@ def synthetic_videos(root: Path) -> pd.DataFrame:
                     "study": "synthetic", "trial_id": trial_id(variant, seed), "variant": variant, "seed": seed,
                     "prompt_id": prompt_id, "prompt": prompt, "sample_idx": 0, "gen_seed": 100 + index,
                     "gif": str(gif), "mp4": str(gif.with_suffix(".mp4")), "frames": FRAMES[variant],
-                    "size": GIF_SIZE, "fps": 8.0,
+                    "size": GIF_SIZE, "fps": 8.0, "start": "prior", "mode": "step", "truth_gif": None,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
