@@ -15,17 +15,17 @@ from ablations.study import load_study
 def test_plan_cost_prints_the_paper_estimate(capsys) -> None:
     assert main(["plan", "--cost", "paper"]) == 0
     out = capsys.readouterr().out
-    assert "paper: generate of 66 trials, 10230 videos" in out
-    assert "163,680 as run; 141,980 unique" in out and "13.89 EFLOP as run" in out
+    assert "paper: generate of 65 trials, 10075 videos" in out
+    assert "161,200 as run; 148,955 unique" in out and "13.68 EFLOP as run" in out
     assert all(name in out for name in GPU_PEAK_TFLOPS)
 
 
 def test_paper_counts_every_frame_and_its_floor_dedups_baselines_static_and_frame0() -> None:
     cost = generate_cost(load_study("paper"))
     videos, frames = 31 * 5, 16  # prompts x samples per trial, frames per video
-    assert cost.decodes == 66 * videos * frames  # 2 baselines x 3 seeds + 20 variants x 3 seeds
+    assert cost.decodes == 65 * videos * frames  # 2 deterministic baselines once + (20 variants + text_blind) x 3 seeds
     # frame 0 once for everyone, mean_motion once (not per seed), static nothing more, each Spliter its other frames
-    assert cost.floor_decodes == videos + videos * (frames - 1) + 60 * videos * (frames - 1)
+    assert cost.floor_decodes == videos + videos * (frames - 1) + 63 * videos * (frames - 1)
     assert cost.flops == pytest.approx(cost.decodes * (50 * 1.66 + 1.86) * 1e12)
     assert cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"]) == pytest.approx(
         cost.flops / (989e12 * UTILISATION) / 3600)
@@ -41,13 +41,13 @@ def test_flops_scale_with_the_pixel_count_and_the_steps() -> None:
 def test_per_frame_noise_keeps_static_frames_apart_and_chain_mode_its_own_frame0(tmp_path: Path) -> None:
     def cost_of(**generate):
         spec = {"study": "c", "seeds": [0, 1], "generate": {"max_prompts": 2, "frames": 4, **generate},
-                "variants": {"a": {}}}
+                "variants": {"a": {}}, "controls": []}
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(spec))
         return generate_cost(load_study(path))
 
     same = cost_of(noise="same", mode="step")
-    assert same.decodes == 6 * 2 * 4  # static, mean_motion, a: 2 seeds each; 2 videos of 4 frames
+    assert same.decodes == 4 * 2 * 4  # static and mean_motion once, a for 2 seeds; 2 videos of 4 frames
     assert same.floor_decodes == 2 + 2 * 3 + 2 * 2 * 3  # frame 0 shared; mean_motion once; a per seed
     per_frame = cost_of(noise="per_frame", mode="step")
     assert per_frame.floor_decodes == same.floor_decodes + 2 * 3  # static's frames now differ in noise
