@@ -155,6 +155,7 @@ def test_the_smoke_study_runs_the_tiny_kandinsky_classes_at_micro_size(tmp_path)
     raw["metrics"].update(select=["embedding", "pixel_motion", "clip"], clip_encoders=["backend"])
     raw["matrix"] = {"regime": {"base": {}}}
     raw["baselines"] = ["static"]
+    raw["controls"] = []  # mechanics only: the text_blind control is tested in test_fair_study
     study = tmp_path / "smokemicro.yaml"
     study.write_text(yaml.safe_dump(raw))
     assert main(["run", str(study), "--out", str(tmp_path / "runs"), "--no-report"]) == 0

@@ -90,8 +90,9 @@ class TrialScoring:
         """The FVD scorer and the streamed, cached statistics of the evaluation set's real clips (stages.reference)."""
         scorer = self.resources.fvd_scorer(self.trial)
         encode_dir = stage_dir(self.ctx, self.trial, "encode")
-        val_ids = [record.video_id for record in self.val_records()]
-        reference = reference_set(self.trial.config, encode_dir, val_ids)
+        # Without an `evaluation:` set, the reference clips are the held-out videos the scores use.
+        held_out = [record.video_id for records in self.scored_splits().values() for record in records]
+        reference = reference_set(self.trial.config, encode_dir, held_out)
         stats, skipped = reference_stats(scorer, reference, self.trial.config["generate"]["size"],
                                          self.ctx.root / "cache" / "fvd")
         return ProtocolFVD(scorer, reference.name, len(reference.videos), skipped), stats
