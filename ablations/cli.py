@@ -39,7 +39,8 @@ OnlyOpt = Annotated[str | None, typer.Option("--only", help="select trials: vari
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="redo the selected stages even when done")]
 LauncherOpt = Annotated[str, typer.Option("--launcher", help="local or ray")]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="parallel trials (local: processes; ray: CPUs of a local Ray)")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", help="parallel trials (local: processes; ray: CPUs of a local Ray); default: the study's resources.workers")]
 RayOpt = Annotated[str | None, typer.Option("--ray-address", help="address of an existing Ray cluster")]
 NoRedoOpt = Annotated[bool, typer.Option("--no-redo", help="stop at a stale stage (damaged outputs, changed data) "
                                                            "naming the command that redoes it, instead of redoing it")]
@@ -88,6 +89,8 @@ def _launch(study: Study, stages, *, out, only, device, force, launcher, workers
     _preflight(study, out, device)
     ctx = _context(study, out, device, force, redo)
     trials = select_trials(study.trials, only)
+    if workers is None:
+        workers = study.spec.resources.worker_count()
     runner = Launcher(kind=launcher, workers=workers, ray_address=ray_address)
     try:
         return runner.run(ctx, trials, stages)
@@ -152,7 +155,7 @@ def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyO
 def _stage_command(stage: str):
     def command(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
                 device: DeviceOpt = "auto", force: ForceOpt = False, launcher: LauncherOpt = "local",
-                workers: WorkersOpt = 1, ray_address: RayOpt = None) -> None:
+                workers: WorkersOpt = None, ray_address: RayOpt = None) -> None:
         spec = _load(study)
         from ablations.stages.plan import STAGES
 
@@ -200,7 +203,7 @@ def report(study: StudyArg = "quickstart", out: OutOpt = Path("runs")) -> None:
 
 @app.command()
 def run(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None, device: DeviceOpt = "auto",
-        force: ForceOpt = False, launcher: LauncherOpt = "local", workers: WorkersOpt = 1, ray_address: RayOpt = None,
+        force: ForceOpt = False, launcher: LauncherOpt = "local", workers: WorkersOpt = None, ray_address: RayOpt = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="show the plan and stop")] = False,
         no_report: Annotated[bool, typer.Option("--no-report", help="stop after collecting the results")] = False,
         no_redo: NoRedoOpt = False) -> int:
@@ -240,14 +243,11 @@ EXPECTATION_FAILED = 3
 
 def _verdict_exit(results_dir: Path) -> int:
     """Print each failed expectation of results/expectations.json; EXPECTATION_FAILED when any failed."""
-    from rich.markup import escape
-
     from ablations.verdicts import read_failed
 
     failed = read_failed(results_dir)
     for entry in failed:
-        console.print(f"[red]expectation failed:[/red] {escape(entry['expectation'])} on {escape(entry['metric'])}: "
-                      f"{escape(entry['detail'])}")
+        console.print(f"expectation failed: {entry['expectation']} on {entry['metric']}: {entry['detail']}")
     if failed:
         console.print(f"{len(failed)} expectation(s) failed (see {results_dir / 'expectations.json'})")
         return EXPECTATION_FAILED

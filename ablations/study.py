@@ -11,6 +11,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +153,11 @@ class Resources:
     cpu: float = 1.0  # per trial, for the Ray launcher
     gpu: float = 0.0
     threads: int = 1  # torch intra-op threads per trial: fixed so every launcher computes identical numbers
+    workers: int | str = 1  # parallel trials when --workers is not given; "auto": one per CPU core
+
+    def worker_count(self) -> int:
+        """`workers` as a number: "auto" is the machine's CPU count (numbers do not depend on it: one thread each)."""
+        return max(os.cpu_count() or 1, 1) if self.workers == "auto" else int(self.workers)
 
 
 @dataclass

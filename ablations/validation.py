@@ -235,6 +235,8 @@ def _check_resources(resources: Mapping[str, Any]) -> None:
     _number(resources, "cpu", "resources.cpu", lambda v: v > 0, "> 0")
     _number(resources, "gpu", "resources.gpu", lambda v: v >= 0, ">= 0")
     _integer(resources, "threads", "resources.threads", 1)
+    if _get(resources, "workers", 1) != "auto":
+        _integer(resources, "workers", "resources.workers", 1, 'or "auto" (one per CPU core)')
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -92,7 +92,7 @@ def test_shuffled_text_leaves_text_blind_unchanged_and_lowers_a_text_model(resul
     assert mean["embed_cosine[step,start=true,text=shuffled,split=test]"] < mean[HEADLINE] - 0.01
 
 
-def test_the_declared_expectation_holds_and_a_failed_one_makes_run_and_check_exit_3(run_root, tmp_path):
+def test_the_declared_expectation_holds_and_a_failed_one_makes_run_and_check_exit_3(run_root, tmp_path, capsys):
     verdicts = json.loads((run_root / "synthetic_tiny" / "results" / "expectations.json").read_text())
     assert [(v["expectation"], v["held"]) for v in verdicts] == [("base beats static in step mode", True)]
     spec = yaml.safe_load(TINY.read_text())
@@ -100,7 +100,11 @@ def test_the_declared_expectation_holds_and_a_failed_one_makes_run_and_check_exi
     failing = tmp_path / "synthetic_tiny.yaml"
     failing.write_text(yaml.safe_dump(spec))
     # Same study name and trials: every stage is done, only collect (and its verdicts) runs again.
+    capsys.readouterr()
     assert main(["run", str(failing), "--out", str(run_root), "--no-report"]) == EXPECTATION_FAILED
+    printed = capsys.readouterr().err
+    assert "expectation failed: static beats base in step mode on " in printed
+    assert "[red]" not in printed  # plain text: the console renders no markup
     verdicts = json.loads((run_root / "synthetic_tiny" / "results" / "expectations.json").read_text())
     assert [v["held"] for v in verdicts] == [True, False]
     assert main(["check", str(failing), "--out", str(run_root)]) == EXPECTATION_FAILED

@@ -31,7 +31,9 @@ def micro_quickstart() -> dict:
     raw["train"]["budget_steps"] = 60
     raw["generate"]["max_prompts"] = 3
     raw["matrix"] = {"regime": {"combined": {"regime.back": True, "regime.rotate": True, "regime.diff": 1}}}
+    raw["text_blind_of"] = "combined"
     raw["expectations"] = []
+    raw["resources"] = {"workers": 1}
     return raw
 
 
@@ -53,9 +55,12 @@ def test_the_shipped_quickstart_is_the_world_matrix_with_a_ground_truth_headline
     assert study.spec.headline_metric == HEADLINE.format(mode="step", start="true")
     assert len({t.config["train"]["budget_steps"] for t in study.trials if t.kind == "spliter"}) == 1
     blind = next(t for t in study.trials if t.variant == "text_blind")
-    combined = next(t for t in study.trials if t.variant == "combined")
+    full = next(t for t in study.trials if t.variant == "combined-plane-attention")
     assert blind.config["model"]["text_input"] == "constant"
-    assert blind.config["regime"] == combined.config["regime"]
+    assert blind.config["regime"] == full.config["regime"]
+    assert {k: v for k, v in blind.config["model"].items() if k != "text_input"} == {
+        k: v for k, v in full.config["model"].items() if k != "text_input"}
+    assert study.spec.resources.workers == "auto"
     assert study.spec.world and study.spec.question
 
 

@@ -1,12 +1,13 @@
 """Study files: validation with key paths, matrix expansion, trial identity."""
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ablations.schema import StudyError
-from ablations.study import STUDIES_DIR, load_prompts, load_study, select_trials
+from ablations.study import STUDIES_DIR, Resources, load_prompts, load_study, select_trials
 
 SHIPPED = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
 
@@ -160,3 +161,9 @@ def test_bad_controls_and_expectations_name_the_key(tmp_path, extra, message):
     path.write_text(yaml.safe_dump(_tiny_spec(**extra)))
     with pytest.raises(StudyError, match=message):
         load_study(path)
+
+
+def test_resources_workers_is_a_count_or_one_per_cpu_core() -> None:
+    assert Resources().worker_count() == 1
+    assert Resources(workers=3).worker_count() == 3
+    assert Resources(workers="auto").worker_count() == (os.cpu_count() or 1)

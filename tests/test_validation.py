@@ -148,6 +148,9 @@ def test_a_study_that_scores_nothing_is_refused() -> None:
 def test_resources_in_range() -> None:
     fails({"resources.threads": 0}, "resources.threads", "an integer >= 1")
     fails({"resources.cpu": 0}, "resources.cpu", "> 0")
+    fails({"resources.workers": 0}, "resources.workers", 'an integer >= 1 or "auto"')
+    fails({"resources.workers": "many"}, "resources.workers", 'an integer >= 1 or "auto"')
+    check({"resources.workers": "auto"}, BASE, True)
 
 
 def test_seeds_not_empty() -> None:
