@@ -41,10 +41,12 @@ _READ_MARGIN_S = 1.0
 
 @dataclass
 class EncodeReport:
-    """What one encode_videos call did: how many videos it added, and each skipped (video_id, reason)."""
+    """What one encode_videos call did: how many videos it added, each skipped (video_id, reason), and each
+    encoded video whose rotation metadata turned its frames upright (video_id, degrees counter-clockwise)."""
 
     encoded: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    rotated: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,13 @@ def assign_split(video_id: str, val_fraction: float, split_seed: int = 0) -> str
 
 
 def load_frames(video: CaptionedVideo, frames: int, fps: float | None, size: int) -> VideoClip:
-    """Decode, sample `frames` frames (at `fps`, or spread over the clip), centre-crop square, resize to `size`."""
+    """Decode (upright: rotation metadata applied), sample `frames` frames (at `fps`, or spread over the clip),
+    centre-crop square, resize to `size`; the clip's `rotation` says by how much it was turned."""
     end_s = None if fps is None else (frames - 1) / fps + _READ_MARGIN_S
     clip = sample_clip(read_video(video.path, end_s=end_s), n_frames=frames, fps=fps)
     pixels = resize_frames(center_crop_square(clip.frames), size)
-    return VideoClip(frames=np.ascontiguousarray(pixels), times=clip.times, fps=clip.fps, path=clip.path)
+    return VideoClip(frames=np.ascontiguousarray(pixels), times=clip.times, fps=clip.fps, path=clip.path,
+                     rotation=clip.rotation)
 
 
 def encode_videos(
@@ -142,7 +146,8 @@ def encode_videos(
 
     Per video: `frames` frames -> frame embeddings; per caption (batched): text states and embedding, and the
     prior embedding from seed prior_seed. A video that cannot be read (any VideoError) is skipped with its
-    reason; the skip list is returned and written to store_path/skipped.json. ``splits`` (video id -> split,
+    reason; the skip list is returned and written to store_path/skipped.json. A video with rotation metadata
+    is encoded upright and listed in the report's `rotated`. ``splits`` (video id -> split,
     e.g. from :func:`spliter.data.splits.assign_splits`) replaces the hashed val_fraction assignment.
     """
     if frames < 2:
@@ -162,6 +167,7 @@ def encode_videos(
     }
     store = EmbeddingStore.create(store_path, dim=backend.dim, text_tokens=backend.text_tokens, meta=meta)
     skipped: list[tuple[str, str]] = []
+    rotated: list[tuple[str, int]] = []
     todo, seen = [], set()
     for video in videos:
         if video.video_id in seen:
@@ -178,13 +184,16 @@ def encode_videos(
                     loaded.append((video, load_frames(video, frames, fps, size)))
                 except VideoError as error:
                     skipped.append((video.video_id, str(error)))
+                    continue
+                if loaded[-1][1].rotation:
+                    rotated.append((video.video_id, loaded[-1][1].rotation))
             encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance,
                                      lambda vid: splits[vid] if splits is not None
                                      else assign_split(vid, val_fraction, split_seed))
             bar.update(len(batch))
     write_atomic(Path(store_path) / SKIPPED_FILE,
                  json.dumps([{"video_id": v, "reason": r} for v, r in skipped], indent=2, sort_keys=True))
-    return EncodeReport(encoded=encoded, skipped=skipped)
+    return EncodeReport(encoded=encoded, skipped=skipped, rotated=rotated)
 
 
 def _encode_batch(

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_video import audio_only_file
+from test_video import audio_only_file, rotated_mp4
 
 from spliter.backends.tiny import TinyBackend
 from spliter.data.datasets import CaptionedVideo, read_folder
@@ -20,6 +20,7 @@ from spliter.pipeline import (
     derive_seed,
     encode_videos,
     frame_seeds,
+    load_frames,
     render,
 )
 from spliter.rollout import StaticRollout
@@ -155,6 +156,20 @@ def test_a_clip_too_short_for_the_frame_clock_is_skipped(shapes, tiny, tmp_path:
     report = encode(shapes[:2], tiny, tmp_path / "store", frames=8, fps=2.0)  # needs 3.5 s of a 1.5 s clip
     assert report.encoded == 0 and [v for v, _ in report.skipped] == [v.video_id for v in shapes[:2]]
     assert all("frames" in reason for _, reason in report.skipped)
+
+
+def test_a_video_with_rotation_metadata_is_encoded_upright_and_reported(shapes, tiny, tmp_path: Path) -> None:
+    stored = np.zeros((12, 32, 64, 3), np.uint8)
+    stored[:, :8, 40:48] = 255  # a block at the top of the stored (landscape) frame, right of its centre
+    phone = CaptionedVideo("phone", "a phone clip", rotated_mp4(tmp_path / "phone.mp4", 90, stored), "test")
+    report = encode([shapes[0], phone], tiny, tmp_path / "store", frames=4, fps=None)
+    assert report.encoded == 2 and report.rotated == [("phone", 90)]
+    clip = load_frames(phone, 4, None, 32)
+    assert clip.rotation == 90
+    rows, cols = np.nonzero(clip.frames[0, ..., 0] > 128)
+    # a quarter turn counter-clockwise puts it top-left of the centre crop (unturned: top-right; clockwise:
+    # bottom-right)
+    assert rows.mean() < 12 and cols.mean() < 12
 
 
 def test_duplicate_ids_are_encoded_once(shapes, tiny, tmp_path: Path) -> None:
