@@ -122,7 +122,8 @@ def doctor(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), device: D
 @app.command()
 def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-         cost: Annotated[bool, typer.Option("--cost", help="estimate the generate FLOPs and GPU-hours instead")] = False,
+         cost: Annotated[bool, typer.Option("--cost", help="estimate the generate decodes, FLOPs and GPU-hours instead "
+                                                            "(and count what a run under --out decoded)")] = False,
          ) -> None:
     """List the trials of a study with the status of each stage: done / pending / stale."""
     from ablations.stages.plan import STAGES, status_of
@@ -131,7 +132,7 @@ def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyO
     if cost:
         from ablations.cost import format_cost
 
-        print(format_cost(spec))
+        print(format_cost(spec, _study_root(spec, out)))
         return
     ctx = _context(spec, out, "cpu", False)
     trials = select_trials(spec.trials, only)

@@ -34,6 +34,8 @@ from spliter.data.video import (
 from spliter.rollout import Rollout
 
 NOISE_POLICIES = ("same", "per_frame")
+# (embeds (F,D), negative (F,D), seeds) -> uint8 (F,size,size,3): the decoder render() calls per video.
+FrameDecoder = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], np.ndarray]
 SKIPPED_FILE = "skipped.json"
 # Extra seconds decoded past the last sampled tick, so the frame shown at that tick is always read.
 _READ_MARGIN_S = 1.0
@@ -240,18 +242,24 @@ def render(
     *,
     samples_per_prompt: int = 1,
     progress: bool = False,
+    decode: FrameDecoder | None = None,
 ) -> Iterator[RenderedVideo]:
     """Render samples_per_prompt videos per prompt: prior -> rollout over times k·dt -> one decoder batch.
 
     gen_seed = derive_seed(study_seed, prompt.id, sample_idx) seeds the prior and the decoder noise:
     noise="same" gives every frame the noise of gen_seed (the prior art), "per_frame" frame i the noise of
-    derive_seed(gen_seed, i). Yields the frames; writing files is the caller's business.
+    derive_seed(gen_seed, i). `decode(embeds, negative, seeds)` replaces the backend's decode with the
+    settings' steps, guidance and size (e.g. one that skips repeated decodes). Yields the frames; writing
+    files is the caller's business.
     """
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt must be >= 1, got {samples_per_prompt}")
     ids = [prompt.id for prompt in prompts]
     if len(set(ids)) != len(ids):
         raise ValueError(f"prompt ids must be unique (they identify the videos), got duplicates in {ids}")
+    if decode is None:
+        def decode(embeds: torch.Tensor, negative: torch.Tensor, seeds: Sequence[int]) -> np.ndarray:
+            return backend.decode(embeds, negative, seeds, settings.decoder_steps, settings.guidance, settings.size)
     times = torch.arange(settings.frames, dtype=torch.float64) * float(settings.dt)
     common = {
         "frames": settings.frames, "dt": float(settings.dt), "times": times.tolist(), "size": settings.size,
@@ -269,8 +277,7 @@ def render(
                                                       settings.guidance)
                 embeds = _roll(rollout, text_hidden, text_embed, prior_embed, times, prompt)
                 seeds = frame_seeds(gen_seed, settings.frames, settings.noise)
-                pixels = backend.decode(embeds, negative.expand(settings.frames, -1), seeds, settings.decoder_steps,
-                                        settings.guidance, settings.size)
+                pixels = decode(embeds, negative.expand(settings.frames, -1), seeds)
                 record = {"prompt": {"id": prompt.id, "text": prompt.text}, "sample_idx": sample_idx,
                           "gen_seed": gen_seed, "prior_seed": gen_seed, "seeds": seeds, **common}  # fmt: skip
                 yield RenderedVideo(prompt.id, sample_idx, gen_seed, pixels, record)

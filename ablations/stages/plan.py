@@ -13,7 +13,9 @@ STAGES = ("encode", "train", "generate", "score")
 # generate 2: frames.npz (lossless) next to the mp4; score 3: scores read frames.npz, FVD rows carry the I3D
 # weights identity, metric families are selected by name.
 # train 2: meta.json records steps/examples/train_wall_s; score 4: embedding rows per split, both starts, shuffled text.
-STAGE_VERSIONS = {"encode": 2, "train": 2, "generate": 2, "score": 4}
+# generate 3: frame 0 decoded on its own call and rows equal to it copied (ablations.stages.decodes), which moves
+# pixels by at most the backend's batching noise; decodes.json.
+STAGE_VERSIONS = {"encode": 2, "train": 2, "generate": 3, "score": 4}
 
 
 def stage_config(trial: Trial, stage: str) -> dict:
