@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ablations.runfolder import stage_status
 from ablations.stages.context import RunContext
 from ablations.study import Trial, stable_hash
 
@@ -70,10 +69,3 @@ def applies(trial: Trial, stage: str) -> bool:
     if stage == "generate":
         return bool(trial.config["generate"]["enabled"])
     return True
-
-
-def status_of(ctx: RunContext, trial: Trial, stage: str) -> str:
-    """done | stale | pending, or '-' where the stage does not apply."""
-    if not applies(trial, stage):
-        return "-"
-    return stage_status(stage_dir(ctx, trial, stage), stage_hash(trial, stage))
