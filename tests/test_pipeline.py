@@ -245,6 +245,20 @@ def test_noise_policy_same_freezes_a_static_video_and_per_frame_does_not(tiny) -
     assert fresh[0].record["seeds"] == frame_seeds(same[0].gen_seed, 8, "per_frame")
 
 
+def test_render_decodes_each_video_through_the_decoder_it_is_given(tiny) -> None:
+    calls = []
+
+    def decode(embeds, negative, seeds):
+        calls.append((tuple(embeds.shape), tuple(negative.shape), list(seeds)))
+        return np.full((len(embeds), 16, 16, 3), len(calls), np.uint8)
+
+    settings = RenderSettings(frames=4, size=16, decoder_steps=1)
+    videos = list(render(PROMPTS, DriftRollout(), tiny, settings, samples_per_prompt=1, decode=decode))
+    assert [call[:2] for call in calls] == [((4, 32), (4, 32))] * 2  # one call per video, every frame
+    assert [call[2] for call in calls] == [v.record["seeds"] for v in videos]
+    assert [int(v.frames[0, 0, 0, 0]) for v in videos] == [1, 2]  # its frames are the decoder's
+
+
 def test_render_rejects_bad_requests(tiny) -> None:
     with pytest.raises(ValueError, match="noise"):
         generate(tiny, noise="fresh")
