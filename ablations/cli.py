@@ -125,21 +125,34 @@ def doctor(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), device: D
 @app.command()
 def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-         cost: Annotated[bool, typer.Option("--cost", help="estimate the generate FLOPs and GPU-hours instead")] = False,
+         cost: Annotated[bool, typer.Option("--cost", help="estimate the generate decodes, FLOPs and GPU-hours instead "
+                                                            "(and count what a run under --out decoded)")] = False,
          ) -> None:
-    """List the trials of a study with the status of each stage: done / pending / stale."""
-    from ablations.stages.plan import STAGES, status_of
+    """List the trials of a study with the state of each stage: done / stale / missing (a run redoes the last two)."""
+    from ablations.stages.plan import STAGES, stage_dir
 
     spec = _load(study)
     if cost:
         from ablations.cost import format_cost
 
-        print(format_cost(spec))
+        print(format_cost(spec, _study_root(spec, out)))
         return
+    from ablations.stages.runner import plan_state
+
     ctx = _context(spec, out, "cpu", False)
     trials = select_trials(spec.trials, only)
-    rows = [{"trial_id": t.trial_id, "variant": t.variant, "seed": t.seed,
-             **{s: status_of(ctx, t, s) for s in STAGES}} for t in trials]
+    known: dict[Path, tuple[str, str]] = {}  # encode folders are shared: each is checked once
+    rows = []
+    for t in trials:
+        states = {}
+        for s in STAGES:
+            folder = stage_dir(ctx, t, s)
+            if s != "encode" or folder not in known:
+                known[folder] = plan_state(ctx, t, s)
+            states[s] = known[folder]
+        rows.append({"trial_id": t.trial_id, "variant": t.variant, "seed": t.seed,
+                     **{s: state for s, (state, _) in states.items()},
+                     "why": {s: why for s, (state, why) in states.items() if state == "stale"}})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -147,9 +160,12 @@ def plan(study: StudyArg = "quickstart", out: OutOpt = Path("runs"), only: OnlyO
     table.add_column("trial", overflow="fold")  # ids are copied into --only: never cut them
     for col in STAGES:
         table.add_column(col)
+    table.add_column("why stale", overflow="fold")
     for row in rows:
-        table.add_row(row["trial_id"], *(row[s] for s in STAGES))
+        table.add_row(row["trial_id"], *(row[s] for s in STAGES), "; ".join(f"{s}: {w}" for s, w in row["why"].items()))
     Console().print(table)
+    redo = sum(state in ("stale", "missing") for state, _ in known.values())  # a shared encode folder once
+    console.print(f"a run would redo {redo} stage(s): those stale or missing" if redo else "every stage is done")
 
 
 def _stage_command(stage: str):

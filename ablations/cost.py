@@ -2,17 +2,20 @@
 
 Per decoded image at 512 px (issue 13, measured on the real Kandinsky 2.2 architectures): 1.66 TFLOP per UNet
 step with classifier-free guidance and 1.86 TFLOP for the MoVQ decode, both scaled by (size / 512)^2. The prior
-(a few TFLOP per video) and the I3D/CLIP scoring are left out (under 1 % of the paper study). Decodes are counted
-as the generate stage runs them today: every frame of every video of every trial, baselines once per seed. The
-floor counts unique (embedding, noise) pairs, what an exact deduplication would decode: a deterministic baseline
-once (its videos do not depend on the training seed), `static` once per video when the noise is shared, and
-frame 0 (the start embedding in step mode) once per prompt and sample across all trials with equal generation
-settings.
+(a few TFLOP per video) and the I3D/CLIP scoring are left out (under 1 % of the paper study).
+
+Frames are every frame of every video of every trial (deterministic baselines run once): what the generate
+stage decoded before deduplication. Decodes are the unique (embedding, negative, noise) decodes among them,
+what it decodes now (ablations.stages.decodes): `static` once per video when the noise is shared, and frame 0
+(the start embedding, in every rollout mode) once per prompt and sample across all trials with equal
+generation settings. A "store:<split>" prompt set is counted as no videos: its size is known only after encode
+(a finished run's own counts are printed from its run folder instead).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ablations.study import Study, Trial, load_prompts, stable_hash
 
@@ -36,18 +39,23 @@ GPU_PEAK_TFLOPS: dict[str, float] = {
 
 @dataclass(frozen=True)
 class GenerateCost:
-    """Decoded images and FLOPs of a study's generate stages, as run and at the deduplicated floor."""
+    """Frames, decoded images and FLOPs of a study's generate stages, with and without deduplication."""
 
     trials: int  # trials that render videos
     videos: int  # generated videos over all trials
-    decodes: int  # images the generate stage decodes
-    floor_decodes: int  # unique (embedding, noise) pairs among them
-    flops: float  # FLOPs of those decodes
-    floor_flops: float  # FLOPs of the floor
+    frames: int  # frames of those videos: the decodes without deduplication
+    decodes: int  # unique (embedding, negative, noise) decodes among them: what the generate stage decodes
+    flops: float  # FLOPs of the decodes
+    frame_flops: float  # FLOPs of decoding every frame
 
-    def gpu_hours(self, peak_tflops: float, floor: bool = False) -> float:
-        """Hours on one GPU of that peak at UTILISATION."""
-        return (self.floor_flops if floor else self.flops) / (peak_tflops * 1e12 * UTILISATION) / 3600
+    @property
+    def ratio(self) -> float:
+        """frames / decodes: how much deduplication saves."""
+        return self.frames / self.decodes
+
+    def gpu_hours(self, peak_tflops: float, dedup: bool = True) -> float:
+        """Hours on one GPU of that peak at UTILISATION (of every frame when not `dedup`)."""
+        return (self.flops if dedup else self.frame_flops) / (peak_tflops * 1e12 * UTILISATION) / 3600
 
 
 def decode_flops(generate: dict) -> float:
@@ -57,10 +65,10 @@ def decode_flops(generate: dict) -> float:
 
 
 def generate_cost(study: Study) -> GenerateCost:
-    """Count every trial's decodes and the floor (see the module docstring)."""
+    """Count every trial's frames and unique decodes (see the module docstring)."""
     trials = [t for t in study.trials if t.config["generate"]["enabled"]]
-    videos = decodes = floor = 0
-    flops = floor_flops = 0.0
+    videos = frames = decodes = 0
+    flops = frame_flops = 0.0
     seen_baselines: set[str] = set()
     shared_first: set[str] = set()
     for trial in trials:
@@ -68,32 +76,32 @@ def generate_cost(study: Study) -> GenerateCost:
         n_videos = len(load_prompts(gen)[0]) * gen["samples_per_prompt"]
         per = decode_flops(gen)
         videos += n_videos
-        decodes += n_videos * gen["frames"]
-        flops += n_videos * gen["frames"] * per
-        unique = _floor_decodes(trial, n_videos, seen_baselines, shared_first)
-        floor += unique
-        floor_flops += unique * per
-    return GenerateCost(len(trials), videos, decodes, floor, flops, floor_flops)
+        frames += n_videos * gen["frames"]
+        frame_flops += n_videos * gen["frames"] * per
+        unique = _unique_decodes(trial, n_videos, seen_baselines, shared_first)
+        decodes += unique
+        flops += unique * per
+    return GenerateCost(len(trials), videos, frames, decodes, flops, frame_flops)
 
 
-def _floor_decodes(trial: Trial, n_videos: int, seen_baselines: set[str], shared_first: set[str]) -> int:
+def _unique_decodes(trial: Trial, n_videos: int, seen_baselines: set[str], shared_first: set[str]) -> int:
     gen = trial.config["generate"]
     if trial.kind == "baseline":
         key = stable_hash([trial.config["baseline"], gen, trial.config["rollout"]])
         if key in seen_baselines:
             return 0
         seen_baselines.add(key)
-    first = n_videos
-    if gen["mode"] == "step":
-        key = stable_hash([trial.config["backend"], trial.config["study_seed"], gen])
-        first = 0 if key in shared_first else n_videos
-        shared_first.add(key)
+    # Frame 0 is the start in every mode; the rollout mode changes only the later frames.
+    key = stable_hash([trial.config["backend"], trial.config["study_seed"],
+                       {k: v for k, v in gen.items() if k not in ("mode", "modes")}])
+    first = 0 if key in shared_first else n_videos
+    shared_first.add(key)
     static_same = trial.kind == "baseline" and trial.config["baseline"] == "static" and gen["noise"] == "same"
     return first + (0 if static_same else n_videos * (gen["frames"] - 1))
 
 
-def format_cost(study: Study) -> str:
-    """The text `plan --cost` prints."""
+def format_cost(study: Study, root: Path | None = None) -> str:
+    """The text `plan --cost` prints; with `root` (ROOT/<study>) also what its finished generate stages decoded."""
     cost = generate_cost(study)
     if not cost.trials:
         return f"{study.name}: generate is disabled, nothing is decoded"
@@ -102,13 +110,27 @@ def format_cost(study: Study) -> str:
         lines.append(f"  (the figures are Kandinsky 2.2's at this size; backend {study.spec.backend.name!r} is another "
                      "model, so only the decode counts apply to it)")
     lines += [
-        f"  decoded images: {cost.decodes:,} as run; {cost.floor_decodes:,} unique (embedding, noise) pairs "
-        f"(ratio {cost.decodes / cost.floor_decodes:.3f})",
-        f"  FLOPs: {cost.flops / 1e18:.4g} EFLOP as run, {cost.floor_flops / 1e18:.4g} EFLOP at the floor "
+        f"  decoded images: {cost.decodes:,} unique (embedding, negative, noise) decodes, each decoded once, of "
+        f"{cost.frames:,} frames (decoding every frame would be {cost.ratio:.3f}x)",
+        f"  FLOPs: {cost.flops / 1e18:.4g} EFLOP decoded, {cost.frame_flops / 1e18:.4g} EFLOP for every frame "
         f"({UNET_CFG_STEP_TFLOP_512} TFLOP per UNet CFG step + {MOVQ_DECODE_TFLOP_512} TFLOP per MoVQ decode at "
         "512 px, x (size/512)^2; prior and scoring not counted)",
-        f"  GPU-hours on one GPU at {UTILISATION:.0%} of the fp16 tensor peak (as run / floor):",
+        f"  GPU-hours on one GPU at {UTILISATION:.0%} of the fp16 tensor peak (decoded / every frame):",
     ]
     for name, peak in GPU_PEAK_TFLOPS.items():
-        lines.append(f"    {name:<9} {peak:>6.0f} TFLOP/s  {cost.gpu_hours(peak):8.1f} h / {cost.gpu_hours(peak, True):8.1f} h")
+        lines.append(f"    {name:<9} {peak:>6.0f} TFLOP/s  {cost.gpu_hours(peak):8.1f} h / "
+                     f"{cost.gpu_hours(peak, dedup=False):8.1f} h")
+    if root is not None:
+        lines += measured_lines(root)
     return "\n".join(lines)
+
+
+def measured_lines(root: Path) -> list[str]:
+    """What the finished generate stages under `root` decoded, from their own records ([] when none)."""
+    from ablations.stages.decodes import study_decodes  # numpy/torch: only when a run folder is read
+
+    done = study_decodes(root)
+    if done is None:
+        return []
+    return [f"  measured in {root}: {done.stages} generate stage(s) asked for {done.requested:,} frames and decoded "
+            f"{done.decoded:,} images of {done.unique:,} unique decodes (decoded / unique = {done.ratio:.3f})"]

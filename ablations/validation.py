@@ -120,8 +120,8 @@ def _check_data(data: Mapping[str, Any], needs_val: bool) -> None:
     fraction = _number(data, "val_fraction", "data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)")
     if needs_val and fraction is not None and fraction <= 0:
         raise StudyError(
-            "data.val_fraction: 0 leaves no validation videos, which metrics.embedding scores; "
-            "allowed: (0, 1) while metrics.embedding is true"
+            "data.val_fraction: 0 leaves no validation videos, which the embedding family scores; "
+            "allowed: (0, 1) while metrics.select has 'embedding'"
         )
     source = _get(data, "source")
     if source in SOURCE_CHECKS:
@@ -170,18 +170,9 @@ def _check_backend(backend: Mapping[str, Any]) -> None:
 def _check_generate(
     generate: Mapping[str, Any], metrics: Mapping[str, Any], data: Mapping[str, Any], backend: Mapping[str, Any], at: str
 ) -> None:
+    _check_scores_something(metrics, bool(_get(generate, "enabled", True)), at)
     if not _get(generate, "enabled", True):
-        if not _get(metrics, "embedding", True):
-            raise StudyError(
-                f"{at}metrics.embedding: false with generate.enabled false leaves nothing to score; "
-                "allowed: enable embedding metrics or generation"
-            )
         return
-    if not _get(metrics, "embedding", True) and not _get(metrics, "clip_encoders", ["backend"]) and not _fvd_on(metrics):
-        raise StudyError(
-            f"{at}metrics: selects nothing to score (embedding false, no clip_encoders, fvd disabled); "
-            "allowed: at least one of them"
-        )
     _integer(generate, "frames", f"{at}generate.frames", 2, "(temporal metrics compare consecutive frames)")
     _number(generate, "dt", f"{at}generate.dt", lambda v: v > 0, "> 0 (seconds between generated frames)")
     _number(generate, "fps", f"{at}generate.fps", lambda v: 0 < v <= GIF_MAX_FPS,
@@ -199,6 +190,24 @@ def _check_generate(
         )
     if _fvd_on(metrics):
         _check_fvd(_get(metrics, "fvd"), generate, data, at)
+
+
+def _check_scores_something(metrics: Mapping[str, Any], generates: bool, at: str) -> None:
+    """metrics.select must name a family that scores something here: one that needs videos only when videos are
+    rendered, and "clip" only with an encoder in metrics.clip_encoders (score.score_trial skips the others)."""
+    from metrics.families import METRIC_FAMILIES  # imports torch: only when a study is checked
+
+    select = list(_get(metrics, "select") or ())
+    if not select:
+        raise StudyError(f"{at}metrics.select: is empty, so the study scores nothing; allowed: one or more of "
+                         f"{list(METRIC_FAMILIES.names())}")
+    needs_videos = {name for name in select if name in METRIC_FAMILIES and METRIC_FAMILIES.get(name).needs_videos}
+    if not generates and set(select) <= needs_videos:
+        raise StudyError(f"{at}metrics.select: {select} score only generated videos and generate.enabled is false, "
+                         "so nothing is left to score; allowed: add 'embedding', or enable generation")
+    if select == ["clip"] and not _get(metrics, "clip_encoders", ["backend"]):
+        raise StudyError(f"{at}metrics.select: ['clip'] with no metrics.clip_encoders selects nothing to score; "
+                         "allowed: an encoder in metrics.clip_encoders (e.g. backend), or another family")
 
 
 def _check_fvd(fvd: Any, generate: Mapping[str, Any], data: Mapping[str, Any], at: str) -> None:
@@ -248,13 +257,13 @@ def _uses_backend(data: Mapping[str, Any], sections: list[tuple[str, dict]]) -> 
 
 
 def _embedding_on(metrics: Mapping[str, Any]) -> bool:
-    """Embedding metrics are scored: the old `embedding: true` switch, or the family in `select`."""
-    return bool(_get(metrics, "embedding", False)) or "embedding" in (_get(metrics, "select") or ())
+    """Embedding metrics are scored: the family is in `metrics.select`."""
+    return "embedding" in (_get(metrics, "select") or ())
 
 
 def _fvd_on(metrics: Mapping[str, Any]) -> bool:
-    """FVD is scored: the old `fvd.enabled` switch, or the family in `select`."""
-    return bool(_get(_get(metrics, "fvd"), "enabled", False)) or "fvd" in (_get(metrics, "select") or ())
+    """FVD is scored: the family is in `metrics.select`."""
+    return "fvd" in (_get(metrics, "select") or ())
 
 
 def _prompt_count(generate: Mapping[str, Any]) -> int:

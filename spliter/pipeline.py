@@ -34,6 +34,8 @@ from spliter.data.video import (
 from spliter.rollout import Rollout
 
 NOISE_POLICIES = ("same", "per_frame")
+# (embeds (F,D), negative (F,D), seeds) -> uint8 (F,size,size,3): the decoder render() calls per video.
+FrameDecoder = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], np.ndarray]
 SKIPPED_FILE = "skipped.json"
 # Extra seconds decoded past the last sampled tick, so the frame shown at that tick is always read.
 _READ_MARGIN_S = 1.0
@@ -41,10 +43,12 @@ _READ_MARGIN_S = 1.0
 
 @dataclass
 class EncodeReport:
-    """What one encode_videos call did: how many videos it added, and each skipped (video_id, reason)."""
+    """What one encode_videos call did: how many videos it added, each skipped (video_id, reason), and each
+    encoded video whose rotation metadata turned its frames upright (video_id, degrees counter-clockwise)."""
 
     encoded: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    rotated: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,13 @@ def assign_split(video_id: str, val_fraction: float, split_seed: int = 0) -> str
 
 
 def load_frames(video: CaptionedVideo, frames: int, fps: float | None, size: int) -> VideoClip:
-    """Decode, sample `frames` frames (at `fps`, or spread over the clip), centre-crop square, resize to `size`."""
+    """Decode (upright: rotation metadata applied), sample `frames` frames (at `fps`, or spread over the clip),
+    centre-crop square, resize to `size`; the clip's `rotation` says by how much it was turned."""
     end_s = None if fps is None else (frames - 1) / fps + _READ_MARGIN_S
     clip = sample_clip(read_video(video.path, end_s=end_s), n_frames=frames, fps=fps)
     pixels = resize_frames(center_crop_square(clip.frames), size)
-    return VideoClip(frames=np.ascontiguousarray(pixels), times=clip.times, fps=clip.fps, path=clip.path)
+    return VideoClip(frames=np.ascontiguousarray(pixels), times=clip.times, fps=clip.fps, path=clip.path,
+                     rotation=clip.rotation)
 
 
 def encode_videos(
@@ -142,7 +148,8 @@ def encode_videos(
 
     Per video: `frames` frames -> frame embeddings; per caption (batched): text states and embedding, and the
     prior embedding from seed prior_seed. A video that cannot be read (any VideoError) is skipped with its
-    reason; the skip list is returned and written to store_path/skipped.json. ``splits`` (video id -> split,
+    reason; the skip list is returned and written to store_path/skipped.json. A video with rotation metadata
+    is encoded upright and listed in the report's `rotated`. ``splits`` (video id -> split,
     e.g. from :func:`spliter.data.splits.assign_splits`) replaces the hashed val_fraction assignment.
     """
     if frames < 2:
@@ -162,6 +169,7 @@ def encode_videos(
     }
     store = EmbeddingStore.create(store_path, dim=backend.dim, text_tokens=backend.text_tokens, meta=meta)
     skipped: list[tuple[str, str]] = []
+    rotated: list[tuple[str, int]] = []
     todo, seen = [], set()
     for video in videos:
         if video.video_id in seen:
@@ -178,13 +186,16 @@ def encode_videos(
                     loaded.append((video, load_frames(video, frames, fps, size)))
                 except VideoError as error:
                     skipped.append((video.video_id, str(error)))
+                    continue
+                if loaded[-1][1].rotation:
+                    rotated.append((video.video_id, loaded[-1][1].rotation))
             encoded += _encode_batch(loaded, backend, store, prior_seed, prior_steps, guidance,
                                      lambda vid: splits[vid] if splits is not None
                                      else assign_split(vid, val_fraction, split_seed))
             bar.update(len(batch))
     write_atomic(Path(store_path) / SKIPPED_FILE,
                  json.dumps([{"video_id": v, "reason": r} for v, r in skipped], indent=2, sort_keys=True))
-    return EncodeReport(encoded=encoded, skipped=skipped)
+    return EncodeReport(encoded=encoded, skipped=skipped, rotated=rotated)
 
 
 def _encode_batch(
@@ -231,18 +242,24 @@ def render(
     *,
     samples_per_prompt: int = 1,
     progress: bool = False,
+    decode: FrameDecoder | None = None,
 ) -> Iterator[RenderedVideo]:
     """Render samples_per_prompt videos per prompt: prior -> rollout over times k·dt -> one decoder batch.
 
     gen_seed = derive_seed(study_seed, prompt.id, sample_idx) seeds the prior and the decoder noise:
     noise="same" gives every frame the noise of gen_seed (the prior art), "per_frame" frame i the noise of
-    derive_seed(gen_seed, i). Yields the frames; writing files is the caller's business.
+    derive_seed(gen_seed, i). `decode(embeds, negative, seeds)` replaces the backend's decode with the
+    settings' steps, guidance and size (e.g. one that skips repeated decodes). Yields the frames; writing
+    files is the caller's business.
     """
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt must be >= 1, got {samples_per_prompt}")
     ids = [prompt.id for prompt in prompts]
     if len(set(ids)) != len(ids):
         raise ValueError(f"prompt ids must be unique (they identify the videos), got duplicates in {ids}")
+    if decode is None:
+        def decode(embeds: torch.Tensor, negative: torch.Tensor, seeds: Sequence[int]) -> np.ndarray:
+            return backend.decode(embeds, negative, seeds, settings.decoder_steps, settings.guidance, settings.size)
     times = torch.arange(settings.frames, dtype=torch.float64) * float(settings.dt)
     common = {
         "frames": settings.frames, "dt": float(settings.dt), "times": times.tolist(), "size": settings.size,
@@ -260,8 +277,7 @@ def render(
                                                       settings.guidance)
                 embeds = _roll(rollout, text_hidden, text_embed, prior_embed, times, prompt)
                 seeds = frame_seeds(gen_seed, settings.frames, settings.noise)
-                pixels = backend.decode(embeds, negative.expand(settings.frames, -1), seeds, settings.decoder_steps,
-                                        settings.guidance, settings.size)
+                pixels = decode(embeds, negative.expand(settings.frames, -1), seeds)
                 record = {"prompt": {"id": prompt.id, "text": prompt.text}, "sample_idx": sample_idx,
                           "gen_seed": gen_seed, "prior_seed": gen_seed, "seeds": seeds, **common}  # fmt: skip
                 yield RenderedVideo(prompt.id, sample_idx, gen_seed, pixels, record)

@@ -127,6 +127,37 @@ def test_plan_reports_done_after_a_run(finished, capsys):
     assert {row["train"] for row in rows if row["variant"] == "static"} == {"-"}
 
 
+def plan_rows(study: Path, root: Path, capsys) -> dict[str, dict]:
+    capsys.readouterr()
+    assert cli("plan", str(study), "--out", str(root), "--json") == 0
+    return {row["trial_id"]: row for row in json.loads(capsys.readouterr().out)}
+
+
+def test_plan_shows_each_stage_a_run_would_redo_and_why(finished, tmp_path, capsys):
+    study, root = finished
+    copy = tmp_path / "runs"
+    shutil.copytree(root, copy)
+    trials = {path.name.rsplit("-", 1)[0]: path for path in (copy / "micro" / "trials").iterdir()}
+    next((trials["base-s0"] / "generate" / "videos").glob("*.npz")).unlink()  # a damaged output
+    shutil.rmtree(trials["back-s1"] / "score")  # a removed stage
+    (trials["base-s1"] / "train" / "DONE").write_text("another-configuration\n")  # a changed stage hash
+    rows = {name.rsplit("-", 1)[0]: row for name, row in plan_rows(study, copy, capsys).items()}
+    assert rows["base-s0"]["generate"] == "stale" and rows["base-s0"]["why"]["generate"].startswith("output damaged")
+    assert rows["back-s1"]["score"] == "missing" and rows["back-s1"]["generate"] == "done"
+    assert rows["base-s1"]["train"] == "stale" and rows["base-s1"]["why"] == {"train": "its settings changed"}
+    assert rows["back-s0"] == {**rows["back-s0"], "encode": "done", "train": "done", "generate": "done",
+                               "score": "done", "why": {}}
+    assert cli("plan", str(study), "--out", str(copy)) == 0
+    assert "a run would redo 3 stage(s)" in " ".join(capsys.readouterr().err.split())
+    changed = json.loads(json.dumps(MICRO))
+    changed["variants"]["back"]["train.lr"] = 0.002  # a setting: the back trials are new ones, nothing of them is done
+    rows = plan_rows(write(tmp_path / "micro.yaml", changed), root, capsys)
+    back = [row for row in rows.values() if row["variant"] == "back"]
+    assert back and all((r["encode"], r["train"], r["generate"], r["score"]) == ("done", "missing", "missing", "missing")
+                        for r in back)
+    assert all(r["score"] == "done" for r in rows.values() if r["variant"] != "back")
+
+
 def test_changing_one_variant_reruns_only_that_variant(finished, tmp_path):
     study, root = finished
     copy = tmp_path / "runs"

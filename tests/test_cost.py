@@ -1,4 +1,4 @@
-"""plan --cost: generate FLOPs and GPU-hours from the per-step figures, decodes counted as run and at the floor."""
+"""plan --cost: generate FLOPs and GPU-hours from the per-step figures; frames, and the unique decodes generate runs."""
 
 from __future__ import annotations
 
@@ -16,20 +16,26 @@ def test_plan_cost_prints_the_paper_estimate(capsys) -> None:
     assert main(["plan", "--cost", "paper"]) == 0
     out = capsys.readouterr().out
     assert "paper: generate of 65 trials, 10075 videos" in out
-    assert "161,200 as run; 148,955 unique" in out and "13.68 EFLOP as run" in out
+    assert "148,955 unique (embedding, negative, noise) decodes, each decoded once, of 161,200 frames" in out
+    assert "(decoding every frame would be 1.082x)" in out
+    assert "12.64 EFLOP decoded, 13.68 EFLOP for every frame" in out
     assert all(name in out for name in GPU_PEAK_TFLOPS)
+    assert "measured" not in out  # no run folder under ./runs/paper
 
 
-def test_paper_counts_every_frame_and_its_floor_dedups_baselines_static_and_frame0() -> None:
+def test_paper_counts_every_frame_and_decodes_baselines_static_and_frame0_once() -> None:
     cost = generate_cost(load_study("paper"))
     videos, frames = 31 * 5, 16  # prompts x samples per trial, frames per video
-    assert cost.decodes == 65 * videos * frames  # 2 deterministic baselines once + (20 variants + text_blind) x 3 seeds
+    assert cost.frames == 65 * videos * frames  # 2 deterministic baselines once + (20 variants + text_blind) x 3 seeds
     # frame 0 once for everyone, mean_motion once (not per seed), static nothing more, each Spliter its other frames
-    assert cost.floor_decodes == videos + videos * (frames - 1) + 63 * videos * (frames - 1)
+    assert cost.decodes == videos + videos * (frames - 1) + 63 * videos * (frames - 1)
+    assert cost.ratio == pytest.approx(161_200 / 148_955)
+    assert cost.frame_flops == pytest.approx(cost.frames * (50 * 1.66 + 1.86) * 1e12)
     assert cost.flops == pytest.approx(cost.decodes * (50 * 1.66 + 1.86) * 1e12)
-    assert cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"]) == pytest.approx(
-        cost.flops / (989e12 * UTILISATION) / 3600)
-    assert 12 < cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"]) < 14  # issue 13: ~13 h on one H100
+    assert cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"], dedup=False) == pytest.approx(
+        cost.frame_flops / (989e12 * UTILISATION) / 3600)
+    assert 12 < cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"], dedup=False) < 14  # issue 13: ~13 h on one H100
+    assert cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"]) < cost.gpu_hours(GPU_PEAK_TFLOPS["H100 SXM"], dedup=False)
 
 
 def test_flops_scale_with_the_pixel_count_and_the_steps() -> None:
@@ -38,7 +44,7 @@ def test_flops_scale_with_the_pixel_count_and_the_steps() -> None:
     assert decode_flops({**base, "decoder_steps": 0}) == pytest.approx(1.86e12)
 
 
-def test_per_frame_noise_keeps_static_frames_apart_and_chain_mode_its_own_frame0(tmp_path: Path) -> None:
+def test_per_frame_noise_keeps_static_frames_apart_and_chain_mode_shares_frame0(tmp_path: Path) -> None:
     def cost_of(**generate):
         spec = {"study": "c", "seeds": [0, 1], "generate": {"max_prompts": 2, "frames": 4, **generate},
                 "variants": {"a": {}}, "controls": []}
@@ -47,9 +53,9 @@ def test_per_frame_noise_keeps_static_frames_apart_and_chain_mode_its_own_frame0
         return generate_cost(load_study(path))
 
     same = cost_of(noise="same", mode="step")
-    assert same.decodes == 4 * 2 * 4  # static and mean_motion once, a for 2 seeds; 2 videos of 4 frames
-    assert same.floor_decodes == 2 + 2 * 3 + 2 * 2 * 3  # frame 0 shared; mean_motion once; a per seed
+    assert same.frames == 4 * 2 * 4  # static and mean_motion once, a for 2 seeds; 2 videos of 4 frames
+    assert same.decodes == 2 + 2 * 3 + 2 * 2 * 3  # frame 0 shared; mean_motion once; a per seed
     per_frame = cost_of(noise="per_frame", mode="step")
-    assert per_frame.floor_decodes == same.floor_decodes + 2 * 3  # static's frames now differ in noise
+    assert per_frame.decodes == same.decodes + 2 * 3  # static's frames now differ in noise
     chain = cost_of(noise="same", mode="chain")
-    assert chain.floor_decodes == 2 + (2 + 2 * 3) + 2 * (2 + 2 * 3)  # every trial decodes its own frame 0
+    assert chain.decodes == same.decodes  # frame 0 is the start in chain mode too

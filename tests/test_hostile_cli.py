@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_hostile_readers import FPS, MARKUP, _catalogue, frames
+from test_video import rotated_mp4
 
 from ablations.cli import main
 from spliter.data.store import EmbeddingStore
@@ -98,6 +99,7 @@ def test_a_study_over_18_good_and_12_bad_files_runs_to_its_report(hostile_run) -
     assert all(Path(item["path"]).exists() and len(item["frame_times"]) == 8 for item in accepted)
     summary = json.loads((encode / "summary.json").read_text())
     assert (summary["accepted"], summary["skipped"]) == (18, 12)
+    assert summary["rotated"] == [{"video_id": "rotated", "degrees": 270}]
     study = json.loads((root / "results" / "study.json").read_text())
     assert {item["video"] for item in study["skipped"]} == BAD_FILES
     assert (root / "results" / "summary.json").exists()
@@ -184,6 +186,24 @@ def test_repairing_and_adding_a_source_file_encodes_exactly_those(tmp_path: Path
     done = (encode / "DONE").stat().st_mtime_ns
     assert main(["encode", str(study), "--out", str(out)]) == 0
     assert (encode / "DONE").stat().st_mtime_ns == done, "unchanged data: nothing is encoded again"
+
+
+def test_a_clip_with_rotation_metadata_is_encoded_upright_and_named(tmp_path: Path, caplog) -> None:
+    data = tmp_path / "data"
+    (data / "videos").mkdir(parents=True)
+    for i in range(3):
+        write_mp4(frames(seed=i), data / "videos" / f"v{i}.mp4", FPS)
+    rotated_mp4(data / "videos" / "phone.mp4", 90, frames(height=32, width=64))  # stored landscape, shown portrait
+    captions(data, ["v0", "v1", "v2", "phone"])
+    out = tmp_path / "runs"
+    with caplog.at_level("WARNING"):
+        assert main(["encode", str(study_file(tmp_path, data)), "--out", str(out)]) == 0
+    encode = next(p for p in (out / "hostile" / "encode").iterdir() if p.is_dir())
+    summary = json.loads((encode / "summary.json").read_text())
+    assert summary["rotated"] == [{"video_id": "phone", "degrees": 90}]
+    warnings = [r.getMessage() for r in caplog.records if "rotation metadata" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("encode: phone has rotation metadata")
+    assert len(EmbeddingStore.open(encode / "store")) == 4
 
 
 WAITER = """

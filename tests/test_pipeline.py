@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_video import audio_only_file
+from test_video import audio_only_file, rotated_mp4
 
 from spliter.backends.tiny import TinyBackend
 from spliter.data.datasets import CaptionedVideo, read_folder
@@ -20,6 +20,7 @@ from spliter.pipeline import (
     derive_seed,
     encode_videos,
     frame_seeds,
+    load_frames,
     render,
 )
 from spliter.rollout import StaticRollout
@@ -157,6 +158,20 @@ def test_a_clip_too_short_for_the_frame_clock_is_skipped(shapes, tiny, tmp_path:
     assert all("frames" in reason for _, reason in report.skipped)
 
 
+def test_a_video_with_rotation_metadata_is_encoded_upright_and_reported(shapes, tiny, tmp_path: Path) -> None:
+    stored = np.zeros((12, 32, 64, 3), np.uint8)
+    stored[:, :8, 40:48] = 255  # a block at the top of the stored (landscape) frame, right of its centre
+    phone = CaptionedVideo("phone", "a phone clip", rotated_mp4(tmp_path / "phone.mp4", 90, stored), "test")
+    report = encode([shapes[0], phone], tiny, tmp_path / "store", frames=4, fps=None)
+    assert report.encoded == 2 and report.rotated == [("phone", 90)]
+    clip = load_frames(phone, 4, None, 32)
+    assert clip.rotation == 90
+    rows, cols = np.nonzero(clip.frames[0, ..., 0] > 128)
+    # a quarter turn counter-clockwise puts it top-left of the centre crop (unturned: top-right; clockwise:
+    # bottom-right)
+    assert rows.mean() < 12 and cols.mean() < 12
+
+
 def test_duplicate_ids_are_encoded_once(shapes, tiny, tmp_path: Path) -> None:
     report = encode([shapes[0], shapes[0]], tiny, tmp_path / "store")
     assert report.encoded == 1 and [v for v, _ in report.skipped] == [shapes[0].video_id]
@@ -228,6 +243,20 @@ def test_noise_policy_same_freezes_a_static_video_and_per_frame_does_not(tiny) -
     assert all(np.array_equal(frame, frozen[0]) for frame in frozen)
     assert np.abs(varied[1:].astype(int) - varied[:1]).mean() > 1
     assert fresh[0].record["seeds"] == frame_seeds(same[0].gen_seed, 8, "per_frame")
+
+
+def test_render_decodes_each_video_through_the_decoder_it_is_given(tiny) -> None:
+    calls = []
+
+    def decode(embeds, negative, seeds):
+        calls.append((tuple(embeds.shape), tuple(negative.shape), list(seeds)))
+        return np.full((len(embeds), 16, 16, 3), len(calls), np.uint8)
+
+    settings = RenderSettings(frames=4, size=16, decoder_steps=1)
+    videos = list(render(PROMPTS, DriftRollout(), tiny, settings, samples_per_prompt=1, decode=decode))
+    assert [call[:2] for call in calls] == [((4, 32), (4, 32))] * 2  # one call per video, every frame
+    assert [call[2] for call in calls] == [v.record["seeds"] for v in videos]
+    assert [int(v.frames[0, 0, 0, 0]) for v in videos] == [1, 2]  # its frames are the decoder's
 
 
 def test_render_rejects_bad_requests(tiny) -> None:

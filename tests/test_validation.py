@@ -75,7 +75,7 @@ def test_data_val_fraction_in_zero_one(fraction: float) -> None:
 
 
 def test_data_val_fraction_positive_when_embedding_metrics_need_validation_videos() -> None:
-    fails({"data.val_fraction": 0.0}, "data.val_fraction", "(0, 1) while metrics.embedding is true")
+    fails({"data.val_fraction": 0.0}, "data.val_fraction", "(0, 1) while metrics.select has 'embedding'")
 
 
 @pytest.mark.parametrize("size", [8, 63])
@@ -136,13 +136,15 @@ def test_fvd_reference_clips_must_be_long_enough_for_the_generated_span() -> Non
     check({"generate.dt": 0.5, "data.frames": 32})
 
 
-@pytest.mark.xfail(strict=True, reason="validation still reads the old metrics.embedding/fvd.enabled switches for this "
-                   "rule; with metrics.select a study whose families need videos but generates none is not refused "
-                   "yet (known gap, issue 14)")
 def test_a_study_that_scores_nothing_is_refused() -> None:
-    fails({"metrics.embedding": False, "metrics.clip_encoders": [], "metrics.fvd.enabled": False}, "metrics",
-          "selects nothing to score")  # fmt: skip
-    fails({"metrics.embedding": False, "generate.enabled": False}, "metrics.embedding", "nothing to score")
+    fails({"metrics.select": []}, "metrics.select", "is empty, so the study scores nothing")
+    fails({"metrics.select": ["pixel_motion", "clip", "fvd"], "generate.enabled": False}, "metrics.select",
+          "score only generated videos and generate.enabled is false")  # fmt: skip
+    fails({"metrics.select": ["clip"], "metrics.clip_encoders": []}, "metrics.select", "selects nothing to score")
+    fails({"variants": {"blind": {"metrics.select": ["fvd"], "generate.enabled": False}}},
+          "variants.blind (merged) -> metrics.select", "nothing is left to score")  # fmt: skip
+    check({"metrics.select": ["embedding", "clip"], "generate.enabled": False})  # embedding needs no videos
+    check({"metrics.select": ["pixel_motion", "clip"], "metrics.clip_encoders": []})  # pixel motion is scored
 
 
 def test_resources_in_range() -> None:

@@ -20,6 +20,10 @@ class RunContext:
     redo: bool = True  # redo a stale stage (outputs damaged, inputs changed); False: stop, naming the command
     lock_wait_s: float = 3600.0  # how long a stage waits for another process holding its lock
     progress: bool = False  # inner progress bars (the launcher shows one outer bar per stage)
+    # Skip decoder calls identical to one made before: frame 0 once per study, repeated calls once per stage
+    # (ablations.stages.decodes). Not part of any stage hash: it changes no pixel. False makes every call (the
+    # reference the tests compare with).
+    dedup: bool = True
     _study: Study | None = field(default=None, init=False, repr=False, compare=False)  # the loaded study file
 
     @property

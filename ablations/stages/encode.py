@@ -5,7 +5,9 @@ Besides the store it writes (schema in docs/results.md):
 - accepted.json: the videos in the store, each with its source file (path, size, mtime_ns), caption, split
   and the times of the sampled frames; stages that read source videos again (the FVD reference set) read
   exactly these;
-- summary.json: counts (listed, accepted, skipped) and the source's notes.
+- summary.json: counts (listed, accepted, skipped), the source's notes, and `rotated`: every accepted video
+  whose rotation metadata turned its frames upright ({"video_id", "degrees"} counter-clockwise; each is
+  also a warning), so a clip a player shows upright is never encoded sideways without notice.
 The source files are part of the stage's identity (`data_identity`): a changed, added or repaired file makes
 the stage stale, and the redo carries over the records of unchanged videos, so only those are encoded.
 
@@ -56,7 +58,8 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         store = source.store(data, store_path)
         write_json(work / SKIPPED, [])
         write_json(work / ACCEPTED, [])
-        write_json(work / SUMMARY, {"listed": len(store), "accepted": len(store), "skipped": 0, "notes": []})
+        write_json(work / SUMMARY, {"listed": len(store), "accepted": len(store), "skipped": 0, "notes": [],
+                                         "rotated": []})
         return {"n_videos": len(store), "skipped": 0}
 
     listing = source.videos(data, work)
@@ -79,6 +82,10 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         _merge(store_path, previous, target, [v.video_id for v in listing.videos])
         log.warning("encode: %d video(s) reused from the previous encode, %d encoded again or anew",
                     len(carried), report.encoded)
+    rotated = [{"video_id": v, "degrees": d} for v, d in report.rotated] + _carried_rotations(work, carried)
+    for item in rotated:
+        log.warning("encode: %s has rotation metadata; its frames were turned %d degrees counter-clockwise "
+                    "(upright, as players show it)", item["video_id"], item["degrees"])
     skipped = [{"video": v, "reason": r} for v, r in list(listing.problems) + list(report.skipped)]
     write_json(work / SKIPPED, skipped)
     for item in skipped:
@@ -93,7 +100,8 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         log.warning("encode: the caption of %s has %d tokens; the text encoder keeps the first %d",
                     item["video_id"], item["tokens"], item["kept"])
     write_json(work / SUMMARY, {"listed": len(listing.videos), "accepted": len(accepted), "skipped": len(skipped),
-                                "reused": len(carried), "notes": list(listing.notes), "truncated_captions": truncated})
+                                "reused": len(carried), "notes": list(listing.notes), "truncated_captions": truncated,
+                                "rotated": sorted(rotated, key=lambda item: item["video_id"])})
     if len(store) < MIN_USABLE:  # a store this small is not a finished encode: every later stage would fail less clearly
         first = f" (first: {skipped[0]['video']}: {skipped[0]['reason']})" if skipped else ""
         got = "no usable videos" if len(store) == 0 else f"only {len(store)} usable video(s)"
@@ -176,6 +184,20 @@ def _reusable(previous: Path, videos: list, files: dict[str, dict]) -> dict[str,
             return {}
         keep[video.video_id] = True
     return keep
+
+
+def _carried_rotations(work: Path, carried: dict[str, bool]) -> list[dict]:
+    """The rotated entries of the previous summary for the videos carried over from it (not decoded again)."""
+    import json
+
+    if not carried:
+        return []
+    previous = work.with_name(work.name.removesuffix(".partial")) / SUMMARY
+    try:
+        before = json.loads(previous.read_text()).get("rotated", [])
+    except (OSError, ValueError):
+        return []
+    return [item for item in before if item["video_id"] in carried]
 
 
 def _merge(store_path: Path, previous: Path, new: Path, order: list[str]) -> None:

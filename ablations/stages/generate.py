@@ -2,6 +2,8 @@
 
 Per video: `videos/<stem>.npz` (the decoded uint8 frames, what the score stage reads, so no score depends on
 codec noise), `.mp4` and `.gif` for people, `.json` the record of how it was made; and `videos.json`, the index.
+Frames are decoded through ablations.stages.decodes: each unique decode once per study (repeated rows once,
+frame 0 through the study's decode cache); `decodes.json` and the summary's `decodes` say how many.
 
 Two kinds of prompt set:
 
@@ -29,6 +31,7 @@ import torch
 from ablations.runfolder import write_atomic, write_json
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
+from ablations.stages.decodes import CACHE_DIR, DecodeSettings, VideoDecoder
 from ablations.stages.plan import stage_dir
 from ablations.stages.resources import Resources
 from ablations.study import Trial, load_prompts, store_prompt_split
@@ -50,19 +53,21 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         return run_store_prompts(ctx, resources, trial, work, split)
     prompts, set_name, sha = load_prompts(gen)
     settings = render_settings(trial)
+    backend = resources.backend(trial)
+    decoder = video_decoder(ctx, backend, settings)
     texts = {p.id: p.text for p in prompts}
     videos = work / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     index = []
     for video in render([Prompt(p.id, p.text) for p in prompts], resources.rollout(trial, gen["mode"]),
-                        resources.backend(trial), settings, samples_per_prompt=gen["samples_per_prompt"],
-                        progress=ctx.progress):
+                        backend, settings, samples_per_prompt=gen["samples_per_prompt"],
+                        progress=ctx.progress, decode=decoder):
         stem = f"{video.prompt_id}-{video.sample_idx}"
         index.append(write_video(videos, stem, video.frames, video.record, gen)
                      | {"prompt_id": video.prompt_id, "prompt": texts[video.prompt_id], "sample_idx": video.sample_idx,
                         "gen_seed": video.gen_seed})
     write_json(work / "videos.json", index)
-    return {"n_videos": len(index), "prompt_set": set_name, "prompts_sha256": sha}
+    return {"n_videos": len(index), "prompt_set": set_name, "prompts_sha256": sha, "decodes": decoder.write(work)}
 
 
 def render_settings(trial: Trial) -> RenderSettings:
@@ -70,6 +75,12 @@ def render_settings(trial: Trial) -> RenderSettings:
     return RenderSettings(frames=gen["frames"], dt=gen["dt"], study_seed=trial.config["study_seed"],
                           decoder_steps=gen["decoder_steps"], guidance=gen["guidance"], size=gen["size"],
                           noise=gen["noise"], prior_steps=trial.config["backend"]["prior_steps"])
+
+
+def video_decoder(ctx: RunContext, backend: object, settings: RenderSettings) -> VideoDecoder:
+    """The stage's decoder: repeated rows once, frame 0 through the study's cache (unless ctx.dedup is off)."""
+    return VideoDecoder(backend, DecodeSettings(settings.decoder_steps, settings.guidance, settings.size),
+                        ctx.root / CACHE_DIR if ctx.dedup else None, dedup=ctx.dedup)
 
 
 def write_video(folder: Path, stem: str, frames: np.ndarray, record: dict, gen: dict, display: bool = True) -> dict:
@@ -98,6 +109,7 @@ def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work:
     backend = resources.fitted_backend(trial)
     listing = {v.video_id: v for v in SOURCES.get(data["source"]).videos(data, stage_dir(ctx, trial, "encode")).videos}
     settings = render_settings(trial)
+    decoder = video_decoder(ctx, backend, settings)
     modes = list(gen.get("modes") or [gen["mode"]])
     rollouts = {mode: resources.rollout(trial, mode) for mode in modes}
     videos, truth_dir = work / "videos", work / "truth"
@@ -130,8 +142,7 @@ def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work:
                         raise ValueError(f"video {record.video_id}: rollout ({mode}) produced NaN/inf embeddings; "
                                          "check the checkpoint")
                     seeds = frame_seeds(gen_seed, frames, settings.noise)
-                    pixels = backend.decode(embeds, negative.expand(frames, -1), seeds, settings.decoder_steps,
-                                            settings.guidance, settings.size)
+                    pixels = decoder(embeds, negative.expand(frames, -1), seeds)
                     stem = f"{record.video_id}-{sample_idx}-{start}-{mode}"
                     made = {"prompt": {"id": record.video_id, "text": record.caption}, "sample_idx": sample_idx,
                             "gen_seed": gen_seed, "start": start, "mode": mode, "times": times.tolist(),
@@ -145,7 +156,8 @@ def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work:
                         "truth_npz": truth_fields["npz"]} | ({"truth_gif": truth_fields["gif"]} if display else {}))
     write_json(work / "videos.json", index)
     return {"n_videos": len(index), "prompt_set": gen["prompts"],
-            "prompts_sha256": load_prompts(gen)[2], "starts": list(gen["start"]), "modes": modes}
+            "prompts_sha256": load_prompts(gen)[2], "starts": list(gen["start"]), "modes": modes,
+            "decodes": decoder.write(work)}
 
 
 def save_frames(path: Path, frames: np.ndarray) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ablations.runfolder import stage_status
 from ablations.stages.context import RunContext
 from ablations.study import Trial, stable_hash
 
@@ -13,7 +12,9 @@ STAGES = ("encode", "train", "generate", "score")
 # generate 2: frames.npz (lossless) next to the mp4; score 3: scores read frames.npz, FVD rows carry the I3D
 # weights identity, metric families are selected by name.
 # train 2: meta.json records steps/examples/train_wall_s; score 4: embedding rows per split, both starts, shuffled text.
-STAGE_VERSIONS = {"encode": 2, "train": 2, "generate": 2, "score": 4}
+# generate 3: frame 0 decoded on its own call and rows equal to it copied (ablations.stages.decodes), which moves
+# pixels by at most the backend's batching noise; decodes.json.
+STAGE_VERSIONS = {"encode": 2, "train": 2, "generate": 3, "score": 4}
 
 
 def stage_config(trial: Trial, stage: str) -> dict:
@@ -68,10 +69,3 @@ def applies(trial: Trial, stage: str) -> bool:
     if stage == "generate":
         return bool(trial.config["generate"]["enabled"])
     return True
-
-
-def status_of(ctx: RunContext, trial: Trial, stage: str) -> str:
-    """done | stale | pending, or '-' where the stage does not apply."""
-    if not applies(trial, stage):
-        return "-"
-    return stage_status(stage_dir(ctx, trial, stage), stage_hash(trial, stage))

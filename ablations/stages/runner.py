@@ -80,6 +80,18 @@ def stage_state(ctx: RunContext, trial: Trial, stage: str) -> tuple[str, str]:
     return "done", ""
 
 
+def plan_state(ctx: RunContext, trial: Trial, stage: str) -> tuple[str, str]:
+    """What a run would do with a stage: (done | stale | missing, why), ('-', '') where it does not apply.
+
+    stale: the DONE hash is another configuration's, an output fails the manifest, or an input changed;
+    missing: no DONE (never run, or its folder was removed). A run redoes both.
+    """
+    if not applies(trial, stage):
+        return "-", ""
+    state, why = stage_state(ctx, trial, stage)
+    return ("missing" if state == "pending" else state), why
+
+
 def _inputs(ctx: RunContext, trial: Trial, stage: str, folder: Path) -> dict[str, str]:
     """The identities a stage's outputs are a function of, besides its settings."""
     if stage == "encode":
