@@ -170,7 +170,15 @@ def synthetic_study() -> dict:
         "created_at": "2026-01-01T00:00:00Z",
         "question": "Does a plane rotation layer make the rollouts more consistent?",
         "world": "Made-up numbers for the report tests: they say nothing about any model.",
+        "skipped": copy.deepcopy(SKIPPED),
     }  # fmt: skip
+
+
+# study.json `skipped`: what the encode stages left out (ablations/results.py skipped_videos).
+SKIPPED = [
+    {"encode": "ab12cd34", "video": "zero_byte.mp4", "reason": "empty file (0 bytes)"},
+    {"encode": "ab12cd34", "video": "clip<b>x</b>", "reason": "no video stream"},
+]
 
 
 EXPECTATIONS = [
@@ -330,7 +338,57 @@ def test_the_first_screen_reads_question_world_protocol_verdicts_headline(built:
 def test_verdicts_list_failed_expectations_first(built: Path) -> None:
     text = page_text(built.read_text())
     assert "1 of 2 expectations held, 1 failed" in text
-    assert text.find("❌ failed: base beats static on FVD") < text.find("✅ held: rot beats static")
+    html = built.read_text()  # the marks are coloured spans: plain check marks, never emoji
+    failed = html.find('<span class="failed">✗ failed</span>: base beats static on FVD')
+    assert -1 < failed < html.find('<span class="held">✓ held</span>: rot beats static')
+
+
+def dejavu_characters() -> set[str]:
+    """The characters DejaVu Sans draws (matplotlib ships it): what any browser here can show without an emoji font."""
+    from fontTools.ttLib import TTFont
+    from matplotlib import font_manager
+
+    font = TTFont(font_manager.findfont("DejaVu Sans", fallback_to_default=False))
+    return {chr(code) for code in font.getBestCmap()}
+
+
+def test_every_character_on_the_page_is_in_a_common_font(built: Path) -> None:
+    """No emoji (they render as empty boxes in a browser without an emoji font): each visible character of the
+    page, and of the tables it links, is one DejaVu Sans draws."""
+    drawn = dejavu_characters() | set("\n\t\r")
+    texts = [page_text(built.read_text())] + [path.read_text() for path in (built.parent / "tables").glob("*.md")]
+    missing = {char for text in texts for char in text if char not in drawn}
+    assert not missing, sorted(f"U+{ord(char):04X} {char}" for char in missing)
+
+
+def test_the_protocol_says_what_each_number_is_over(built: Path) -> None:
+    text = page_text(built.read_text())
+    assert ("per trial: 3 held-out videos (embedding metrics); 2 prompts × 1 sample(s) = 2 generated videos "
+            "(video metrics); 4 videos per set (fvd)") in text
+    assert "training [0, 1], study seed 1234" in text
+
+
+def test_the_skipped_videos_are_counted_on_the_first_screen_and_listed_with_their_reasons(built: Path) -> None:
+    text = page_text(built.read_text())
+    count = text.find("2 source file(s) left out by the encode stage")
+    assert -1 < count < text.find("Verdicts."), "the count belongs to the protocol block on the first screen"
+    assert "the store, every score and FVD's reference set use the rest" in text
+    section = text.find("2 source file(s) the encode stage left out")
+    ablation = text.find("Ablation: one switch at a time")
+    assert -1 < ablation < text.find("Skipped videos", ablation) < section  # its own section, after the figures
+    for entry in SKIPPED:  # a file name is text, never markup
+        assert text.find(entry["video"], section) > section and entry["reason"] in text[section:]
+    assert "clip&lt;b&gt;x&lt;/b&gt;" in built.read_text()
+    assert "| ab12cd34 | zero_byte.mp4 | empty file (0 bytes) |" in (built.parent / "tables" / "skipped.md").read_text()
+
+
+def test_each_detail_figure_follows_the_selection_rule(built: Path) -> None:
+    results = load_results(built.parents[1])
+    summary = tables.summary(results.scores, results.study)
+    headline = tables.headline_metric(results.scores, results.study)
+    chosen = tables.detail_metrics(summary["metric"], headline, named=notebook.expectation_metrics(results))
+    drawn = sorted(path.stem for path in (built.parent / "figures").glob("metric-*.png"))
+    assert drawn == sorted(gifs.slug(f"metric-{metric}") for metric in chosen) and headline in chosen
 
 
 def test_the_page_loads_nothing_from_the_network(built: Path) -> None:
