@@ -220,7 +220,7 @@ def skipped_videos(page: Page, results: Results) -> None:
         display_markdown("The encode stage skipped no source file: every listed video is in the store.")
     else:
         page.table(table, "skipped", caption=f"{len(table)} source file(s) the encode stage left out",
-                   notes="The store holds the other videos; every score and FVD's reference set use only those.")
+                   notes=f"Only the other videos are used: {tables.skipped_users(results.study)} come from them.")
 
 
 # --- the GIF grid -------------------------------------------------------------------------------------
@@ -266,14 +266,14 @@ ABLATION_COLUMNS = ("switch", "diff", "diff_low", "diff_high", "n", "interval",
                     "steps before", "steps after", "train s before", "train s after")
 
 
-def detail_note(shown: list[str], metrics: Any) -> str:
-    """Which metrics got a figure below and where the others are."""
+def detail_note(shown: list[str], metrics: Any, table: str = "all_metrics") -> str:
+    """Which metrics got a figure below, and the table (tables/<table>.md) that holds every one of them."""
     total = len(dict.fromkeys(metrics))
     if len(shown) >= total:
         return f"One figure per metric ({total})."
     return (f"Figures for {len(shown)} of {total} metrics: the headline, the metrics the expectations name, one "
             "per other family, then the headline's family (`tables.detail_metrics`); every metric is in the "
-            "full tables (`all_metrics`, `horizon`).")
+            f"full table, [{table}](tables/{table}.md).")
 
 
 def expectation_metrics(results: Results) -> list[str]:

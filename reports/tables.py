@@ -527,6 +527,13 @@ def skipped_table(study: dict[str, Any]) -> pd.DataFrame:
                         columns=list(SKIPPED_COLUMNS))  # fmt: skip
 
 
+def skipped_users(study: dict[str, Any]) -> str:
+    """What is computed from the videos the encode stage kept: the store and the scores, and FVD's reference
+    set when the study scores FVD."""
+    fvd = (study.get("evaluation_protocol") or {}).get("fvd")
+    return "the store, every score and FVD's reference set" if fvd else "the store and every score"
+
+
 def skipped_summary(study: dict[str, Any]) -> str:
     """The protocol line on skipped videos: how many, and that every score used the rest."""
     reference = ((study.get("evaluation_protocol") or {}).get("evaluation_set") or {}).get("n_reference_skipped")
@@ -536,8 +543,8 @@ def skipped_summary(study: dict[str, Any]) -> str:
     count = len(study["skipped"] or [])
     if not count:
         return "none: every source file was encoded" + clips
-    return (f"{count} source file(s) left out by the encode stage (listed under Skipped videos); the store, every "
-            f"score and FVD's reference set use the rest{clips}")
+    return (f"{count} source file(s) left out by the encode stage (listed under Skipped videos); "
+            f"{skipped_users(study)} use the rest{clips}")
 
 
 SCORE_KEYS = ("trial_id", "variant", "seed", "metric", "level", "n", "prompt_id", "sample_idx")

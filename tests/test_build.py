@@ -171,6 +171,7 @@ def synthetic_study() -> dict:
         "question": "Does a plane rotation layer make the rollouts more consistent?",
         "world": "Made-up numbers for the report tests: they say nothing about any model.",
         "skipped": copy.deepcopy(SKIPPED),
+        "evaluation_protocol": {"fvd": {"metric": FVD}, "evaluation_set": {"n_reference_skipped": 0}},
     }  # fmt: skip
 
 
@@ -380,6 +381,23 @@ def test_the_skipped_videos_are_counted_on_the_first_screen_and_listed_with_thei
         assert text.find(entry["video"], section) > section and entry["reason"] in text[section:]
     assert "clip&lt;b&gt;x&lt;/b&gt;" in built.read_text()
     assert "| ab12cd34 | zero_byte.mp4 | empty file (0 bytes) |" in (built.parent / "tables" / "skipped.md").read_text()
+
+
+def test_a_study_with_60_metrics_draws_a_bounded_set_of_detail_figures(tmp_path: Path) -> None:
+    root = write_synthetic_study(tmp_path / "wide")
+    path = root / "results" / "scores.parquet"
+    extra = [f"extra_family{index % 19}[p{index}]" for index in range(57)]  # 19 more families, 60 metrics in all
+    rows = [score_row(variant, seed, metric, 0.5 + 0.01 * seed, prompt_id="p0", sample_idx=0, gen_seed=100)
+            for metric in extra for variant in VARIANTS for seed in SEEDS]  # fmt: skip
+    nullable = {"prompt_id": "string", "sample_idx": "Int64", "gen_seed": "Int64", "extra": "string"}
+    pd.concat([pd.read_parquet(path), pd.DataFrame(rows).astype(nullable)]).to_parquet(path)
+    page = build.build_report(root)
+    drawn = {path.stem for path in (page.parent / "figures").glob("metric-*.png")}
+    assert len(drawn) == tables.DETAIL_LIMIT and gifs.slug(f"metric-{TEMPORAL}") in drawn  # TEMPORAL: the headline
+    assert gifs.slug(f"metric-{FVD}") in drawn  # named by an expectation
+    text = page_text(page.read_text())
+    assert f"Figures for {tables.DETAIL_LIMIT} of 60 metrics" in text
+    assert sum(1 for line in (page.parent / "tables" / "all_metrics.md").read_text().splitlines()[2:]) == 60 * 3
 
 
 def test_each_detail_figure_follows_the_selection_rule(built: Path) -> None:

@@ -360,7 +360,11 @@ def test_the_protocol_says_which_baselines_ran_once_and_how_many_videos_were_ski
     protocol = dict(tables.protocol_table(results).itertuples(index=False))
     assert protocol["seeds"].endswith("; run once (deterministic): static")
     assert protocol["skipped videos"].startswith("2 source file(s) left out by the encode stage")
-    assert "use the rest" in protocol["skipped videos"]
+    assert protocol["skipped videos"].endswith("the store and every score use the rest")  # no FVD scored
+    fvd = {"skipped": skipped, "evaluation_protocol": {"fvd": {"metric": "fvd[x]"}, "evaluation_set":
+                                                       {"n_reference_skipped": 3}}}  # fmt: skip
+    assert tables.skipped_summary(fvd).endswith("FVD's reference set use the rest; FVD's reference set left out "
+                                                "3 more clip(s)")
     assert list(tables.skipped_table(results.study)["video"]) == ["zero_byte", "clip[red]"]
     assert tables.skipped_summary({}) == "not recorded"
     assert tables.skipped_summary({"skipped": []}).startswith("none")

@@ -83,7 +83,7 @@ horizon = tables.horizon_table(scores, study)
 notebook.horizon_files(page, horizon)
 horizon_detailed = tables.detail_metrics(horizon["metric"], headline, named=named)  # same rule as above
 if len(horizon_detailed) < horizon["metric"].nunique():
-    page.text(notebook.detail_note(horizon_detailed, horizon["metric"]))
+    page.text(notebook.detail_note(horizon_detailed, horizon["metric"], table="horizon"))
 for metric in horizon_detailed:
     with page.or_reason():
         page.figure(plots.horizon_growth(horizon, study, metric=metric, variants=variants), f"horizon-{metric}",
