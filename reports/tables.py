@@ -551,8 +551,9 @@ SCORE_KEYS = ("trial_id", "variant", "seed", "metric", "level", "n", "prompt_id"
 
 
 def scored_on(scores: pd.DataFrame) -> str:
-    """What each number is over, per trial: the held-out videos of each split (embedding metrics), the prompts
-    and samples (video metrics) and the videos of a set metric, as the score rows record them."""
+    """What one trial's number of a metric is over: the held-out videos of each split (embedding metrics), the
+    prompts and samples (video metrics) and the videos of a set metric, as the score rows record them (a range
+    when metrics or trials differ)."""
     if scores.empty or not set(SCORE_KEYS) <= set(scores.columns):
         return "not recorded"
     rows = scores[scores["level"] == "video"]
@@ -561,20 +562,21 @@ def scored_on(scores: pd.DataFrame) -> str:
     parts = []
     if not held_out.empty:
         split = held_out["metric"].map(_split_of)
-        counts = held_out.groupby([split, held_out["trial_id"]])["prompt_id"].nunique()
+        counts = held_out.groupby([split, held_out["trial_id"], held_out["metric"]])["prompt_id"].nunique()
         per_split = [f"{_span(counts[name])} {name}".rstrip() for name in sorted(split.unique(), key=_split_rank)]
         parts.append(" + ".join(per_split) + " held-out videos (embedding metrics)")
     if not generated.empty:
-        by_trial = generated.groupby("trial_id")
-        prompts, samples = by_trial["prompt_id"].nunique(), by_trial["sample_idx"].nunique()
-        videos = generated.drop_duplicates(["trial_id", "prompt_id", "sample_idx"]).groupby("trial_id").size()
+        keys = ["trial_id", "metric"]
+        by_number = generated.groupby(keys)
+        prompts, samples = by_number["prompt_id"].nunique(), by_number["sample_idx"].nunique()
+        videos = generated.drop_duplicates([*keys, "prompt_id", "sample_idx"]).groupby(keys).size()
         parts.append(f"{_span(prompts)} prompts × {_span(samples)} sample(s) = {_span(videos)} generated videos "
                      "(video metrics)")
     sets = scores[scores["level"] == "set"]
     if not sets.empty:
         families = ", ".join(dict.fromkeys(sorted(sets["metric"].map(metric_family))))
         parts.append(f"{_span(sets['n'])} videos per set ({families})")
-    return "per trial: " + "; ".join(parts) if parts else "no per-video rows"
+    return "each trial's number is over " + "; ".join(parts) if parts else "no per-video rows"
 
 
 def _split_of(metric: str) -> str:

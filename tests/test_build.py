@@ -364,7 +364,7 @@ def test_every_character_on_the_page_is_in_a_common_font(built: Path) -> None:
 
 def test_the_protocol_says_what_each_number_is_over(built: Path) -> None:
     text = page_text(built.read_text())
-    assert ("per trial: 3 held-out videos (embedding metrics); 2 prompts × 1 sample(s) = 2 generated videos "
+    assert ("each trial's number is over 3 held-out videos (embedding metrics); 2 prompts × 1 sample(s) = 2 generated videos "
             "(video metrics); 4 videos per set (fvd)") in text
     assert "training [0, 1], study seed 1234" in text
 

@@ -347,7 +347,7 @@ def test_scored_on_counts_held_out_videos_per_split_prompts_samples_and_set_size
     fvd = observations("base", {0: [9.0], 1: [9.0]}, metric="fvd[i3d]", level="set", n=6, prompt_id=None,
                        sample_idx=None)  # fmt: skip
     text = tables.scored_on(scores(held_out, generated, fvd))
-    assert text == ("per trial: 4 test + 2 test_unseen held-out videos (embedding metrics); 3 prompts × 2 sample(s) = "
+    assert text == ("each trial's number is over 4 test + 2 test_unseen held-out videos (embedding metrics); 3 prompts × 2 sample(s) = "
                     "6 generated videos (video metrics); 6 videos per set (fvd)")
 
 
