@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ablations.stages.context import RunContext
 from ablations.stages.plan import STAGES, stage_dir
@@ -63,8 +64,10 @@ class Launcher:
             for stage in stages:
                 # The encode stage is shared by all trials of one data source: run it once per distinct folder.
                 todo = _unique_encode(ctx, trials) if stage == "encode" else [t.trial_id for t in trials]
-                # The bar is closed on failure too, so the error message starts on a line of its own.
-                with tqdm(total=len(todo), desc=f"{stage:>8}", unit="trial", disable=not self.show_progress) as bar:
+                # The bar is closed on failure too, so the error message starts on a line of its own; a warning
+                # logged meanwhile is written above the bar (tqdm.write), not glued to the end of its line.
+                with logging_redirect_tqdm(tqdm_class=tqdm), \
+                        tqdm(total=len(todo), desc=f"{stage:>8}", unit="trial", disable=not self.show_progress) as bar:
                     for outcome in execute(todo, stage):
                         outcomes.append(outcome)
                         bar.set_postfix_str(f"{outcome.trial_id} {outcome.status}", refresh=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spliter.data.datasets import read_folder, read_msrvtt, read_msrvtt_annotation, read_tgif, read_webvid
+from spliter.data.shapes import CAPTION_COLUMNS as SHAPES_COLUMNS
 from spliter.data.shapes import write_shapes_dataset
 from spliter.data.synthetic import write_synthetic_store
 from spliter.registry import Registry
@@ -70,7 +71,7 @@ def _shapes(data: dict[str, Any], work: Path) -> Any:
         world = {key: tuple(data[key]) for key in ("motions", "backgrounds", "start_box") if data.get(key)}
         write_shapes_dataset(root, n_videos=data["n_videos"], frames=data["frames"], size=data["size"],
                              fps=data["fps"] or 8.0, seed=data["seed"], **world)
-    return read_folder(root)
+    return read_folder(root, labels=SHAPES_COLUMNS[2:])  # its own label columns are no news to the user
 
 
 def _folder(data: dict[str, Any], work: Path) -> Any:

@@ -34,6 +34,8 @@ figure.report img { max-width: 100%; }
 figure.report .title { font-weight: 600; margin: 0 0 0.4em 0; }
 figure.report figcaption { font-style: italic; color: #444; margin-top: 0.3em; }
 ul.verdicts { list-style: none; padding-left: 0.2em; }
+.held { color: #1a7f37; font-weight: 600; }
+.failed { color: #c62828; font-weight: 700; }
 p.notes { font-size: 0.9em; font-style: italic; color: #444; max-width: 60em; }
 </style>"""
 
@@ -120,7 +122,8 @@ class Page:
 
 
 def styled(table: pd.DataFrame) -> Any:
-    """The table as a pandas Styler: no index, left-aligned text, ★ cells bold, ⚠ cells greyed."""
+    """The table as a pandas Styler: no index, left-aligned text, ★ cells bold, ⚠ cells greyed; cells and
+    headers are HTML-escaped (a file name such as `clip<b>x</b>.mp4` is text, not markup)."""
 
     def mark(value: Any) -> str:
         text = str(value)
@@ -132,7 +135,8 @@ def styled(table: pd.DataFrame) -> Any:
         table.style.hide(axis="index")
         .map(mark)
         .set_properties(**{"text-align": "left"})
-        .format(lambda value: tables.format_number(value) if isinstance(value, float) else value)
+        .format(lambda value: tables.format_number(value) if isinstance(value, float) else value, escape="html")
+        .format_index(escape="html", axis=1)
     )
 
 
@@ -171,8 +175,15 @@ def random_weights(study: dict[str, Any]) -> bool:
     return bool((study.get("backend") or {}).get("random_weights"))
 
 
+# Verdict marks: check marks every common font has (DejaVu, Liberation, Arial), coloured by CSS, never emoji,
+# which a browser without an emoji font (headless Chromium here) draws as empty boxes.
+HELD = '<span class="held">✓ held</span>'
+FAILED = '<span class="failed">✗ failed</span>'
+
+
 def verdicts(results: Results) -> None:
-    """Each declared expectation as held (✅) or failed (❌), failed first; a sentence when none are declared."""
+    """Each declared expectation as held (✓, green) or failed (✗, red), failed first; a sentence when none are
+    declared."""
     expectations = results.expectations
     if expectations is None:
         display_markdown("**Verdicts.** This study wrote no `results/expectations.json`: no expectations declared.")
@@ -182,12 +193,12 @@ def verdicts(results: Results) -> None:
         return
     failed = int((~expectations["held"]).sum())
     items = [
-        f"<li>{'✅ held' if row.held else '❌ <b>failed</b>'}: {inline_markdown(row.expectation)} "
+        f"<li>{HELD if row.held else FAILED}: {inline_markdown(row.expectation)} "
         f"(<code>{html.escape(row.metric)}</code>{': ' + inline_markdown(row.detail) if row.detail else ''})</li>"
         for row in expectations.sort_values("held", kind="stable").itertuples()
     ]
     head = f"{len(expectations) - failed} of {len(expectations)} expectations held" + (
-        f", <b>{failed} failed</b>" if failed else ""
+        f', <span class="failed">{failed} failed</span>' if failed else ""
     )
     display_html(f"<p><b>Verdicts.</b> {head}.</p><ul class=\"verdicts\">{''.join(items)}</ul>")
 
@@ -198,6 +209,18 @@ def headline_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     if not rows.any():
         raise tables.SummaryError(f"no summary rows for metric {metric!r} (has {sorted(summary['metric'].unique())})")
     return tables.format_summary(summary)[rows.to_numpy()].reset_index(drop=True)
+
+
+def skipped_videos(page: Page, results: Results) -> None:
+    """The source files the encode stage left out, with their reasons (study.json `skipped`), or a sentence."""
+    table = tables.skipped_table(results.study)
+    if "skipped" not in results.study:
+        display_markdown("*study.json does not record skipped videos (results collected by an older harness).*")
+    elif table.empty:
+        display_markdown("The encode stage skipped no source file: every listed video is in the store.")
+    else:
+        page.table(table, "skipped", caption=f"{len(table)} source file(s) the encode stage left out",
+                   notes=f"Only the other videos are used: {tables.skipped_users(results.study)} come from them.")
 
 
 # --- the GIF grid -------------------------------------------------------------------------------------
@@ -241,6 +264,21 @@ OVERVIEW_CAPTION = (
 )
 ABLATION_COLUMNS = ("switch", "diff", "diff_low", "diff_high", "n", "interval",
                     "steps before", "steps after", "train s before", "train s after")
+
+
+def detail_note(shown: list[str], metrics: Any, table: str = "all_metrics") -> str:
+    """Which metrics got a figure below, and the table (tables/<table>.md) that holds every one of them."""
+    total = len(dict.fromkeys(metrics))
+    if len(shown) >= total:
+        return f"One figure per metric ({total})."
+    return (f"Figures for {len(shown)} of {total} metrics: the headline, the metrics the expectations name, one "
+            "per other family, then the headline's family (`tables.detail_metrics`); every metric is in the "
+            f"full table, [{table}](tables/{table}.md).")
+
+
+def expectation_metrics(results: Results) -> list[str]:
+    """The metrics the declared expectations name (none without expectations.json)."""
+    return [] if results.expectations is None else list(dict.fromkeys(results.expectations["metric"]))
 
 
 def points_caption(summary: pd.DataFrame, metric: str) -> str:

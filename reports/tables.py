@@ -431,6 +431,43 @@ def key_metrics(metrics: Iterable[str], headline: str | None = None) -> list[str
     return sorted(keep, key=lambda m: (m != headline, m))
 
 
+# At most this many metrics get a figure of their own; the rest are in the tables (every metric in all_metrics).
+DETAIL_LIMIT = 12
+
+
+def metric_family(metric: str) -> str:
+    """The name before the protocol bracket: `embed_cosine[step,start=true]` -> `embed_cosine`."""
+    return metric.partition("[")[0]
+
+
+def protocol_params(metric: str) -> set[str]:
+    """The protocol parameters in a metric's brackets: `embed_cosine[step,start=true]` -> {step, start=true}."""
+    _, bracket, inside = metric.partition("[")
+    return set(inside.rstrip("]").split(",")) if bracket else set()
+
+
+def detail_metrics(metrics: Iterable[str], headline: str | None = None, named: Iterable[str] = (),
+                   limit: int = DETAIL_LIMIT) -> list[str]:  # fmt: skip
+    """The metrics that get a figure of their own, at most `limit`, in this order: the headline, the metrics the
+    expectations name (`named`), one per remaining family (the member sharing most protocol parameters with
+    the headline, then the one with fewest others, then by name), then the rest of the headline's family. The headline is always kept."""
+    present = sorted(dict.fromkeys(metrics))
+    target = protocol_params(headline) if headline else set()
+
+    def closest_first(names: Iterable[str]) -> list[str]:
+        return sorted(names, key=lambda name: (-len(protocol_params(name) & target),
+                                               len(protocol_params(name) - target), name))
+
+    chosen = [headline] if headline in present else []
+    chosen += [name for name in dict.fromkeys(named) if name in present and name not in chosen]
+    for family in dict.fromkeys(metric_family(name) for name in present):
+        if not any(metric_family(name) == family for name in chosen):
+            chosen.append(closest_first(name for name in present if metric_family(name) == family)[0])
+    if headline is not None:
+        chosen += closest_first(name for name in present if metric_family(name) == metric_family(headline))
+    return list(dict.fromkeys(chosen))[: max(limit, 1)]
+
+
 def overview(table: pd.DataFrame, study: dict[str, Any], headline: str | None = None) -> pd.DataFrame:
     """Variants × key metrics, means only (★ = best reliable, ⚠ = unreliable): a page-sized first look."""
     keep = key_metrics(table["metric"], headline)
@@ -466,7 +503,10 @@ def protocol_table(results: Results) -> pd.DataFrame:
          else _settings(study.get("backend"), lead=("name",))),
         ("data", _data(study.get("data"))),
         ("generation", _generation(study.get("generation"))),
-        ("seeds", f"training {study.get('seeds')}, study seed {_known(study.get('study_seed'))}"),
+        ("seeds", f"training {study.get('seeds')}, study seed {_known(study.get('study_seed'))}"
+                  + _run_once(results.scores, study)),
+        ("scored on", scored_on(results.scores)),
+        ("skipped videos", skipped_summary(study)),
         ("git", _known(study.get("git_sha"))[:12] + (" (dirty: uncommitted changes)" if study.get("git_dirty") else "")),
         ("libraries", ", ".join(f"{name} {version}" for name, version in sorted(versions.items())) or "not recorded"),
         ("device", _known(study.get("device")) + (f" ({', '.join(gpus)})" if gpus else "")),
@@ -475,6 +515,88 @@ def protocol_table(results: Results) -> pd.DataFrame:
     if results.missing:
         fields.append(("absent tables", ", ".join(results.missing)))
     return pd.DataFrame(fields, columns=["field", "value"])
+
+
+SKIPPED_COLUMNS = ("encode", "video", "reason")
+
+
+def skipped_table(study: dict[str, Any]) -> pd.DataFrame:
+    """study.json `skipped`: each source file the encode stages left out, with its reason (empty when none)."""
+    entries = study.get("skipped") or []
+    return pd.DataFrame([{key: str(entry.get(key, "")) for key in SKIPPED_COLUMNS} for entry in entries],
+                        columns=list(SKIPPED_COLUMNS))  # fmt: skip
+
+
+def skipped_users(study: dict[str, Any]) -> str:
+    """What is computed from the videos the encode stage kept: the store and the scores, and FVD's reference
+    set when the study scores FVD."""
+    fvd = (study.get("evaluation_protocol") or {}).get("fvd")
+    return "the store, every score and FVD's reference set" if fvd else "the store and every score"
+
+
+def skipped_summary(study: dict[str, Any]) -> str:
+    """The protocol line on skipped videos: how many, and that every score used the rest."""
+    reference = ((study.get("evaluation_protocol") or {}).get("evaluation_set") or {}).get("n_reference_skipped")
+    clips = f"; FVD's reference set left out {reference} more clip(s)" if reference else ""
+    if "skipped" not in study:
+        return "not recorded" + clips
+    count = len(study["skipped"] or [])
+    if not count:
+        return "none: every source file was encoded" + clips
+    return (f"{count} source file(s) left out by the encode stage (listed under Skipped videos); "
+            f"{skipped_users(study)} use the rest{clips}")
+
+
+SCORE_KEYS = ("trial_id", "variant", "seed", "metric", "level", "n", "prompt_id", "sample_idx")
+
+
+def scored_on(scores: pd.DataFrame) -> str:
+    """What one trial's number of a metric is over: the held-out videos of each split (embedding metrics), the
+    prompts and samples (video metrics) and the videos of a set metric, as the score rows record them (a range
+    when metrics or trials differ)."""
+    if scores.empty or not set(SCORE_KEYS) <= set(scores.columns):
+        return "not recorded"
+    rows = scores[scores["level"] == "video"]
+    held_out = rows[rows["prompt_id"].notna() & rows["sample_idx"].isna()]
+    generated = rows[rows["prompt_id"].notna() & rows["sample_idx"].notna()]
+    parts = []
+    if not held_out.empty:
+        split = held_out["metric"].map(_split_of)
+        counts = held_out.groupby([split, held_out["trial_id"], held_out["metric"]])["prompt_id"].nunique()
+        per_split = [f"{_span(counts[name])} {name}".rstrip() for name in sorted(split.unique(), key=_split_rank)]
+        parts.append(" + ".join(per_split) + " held-out videos (embedding metrics)")
+    if not generated.empty:
+        keys = ["trial_id", "metric"]
+        by_number = generated.groupby(keys)
+        prompts, samples = by_number["prompt_id"].nunique(), by_number["sample_idx"].nunique()
+        videos = generated.drop_duplicates([*keys, "prompt_id", "sample_idx"]).groupby(keys).size()
+        parts.append(f"{_span(prompts)} prompts × {_span(samples)} sample(s) = {_span(videos)} generated videos "
+                     "(video metrics)")
+    sets = scores[scores["level"] == "set"]
+    if not sets.empty:
+        families = ", ".join(dict.fromkeys(sorted(sets["metric"].map(metric_family))))
+        parts.append(f"{_span(sets['n'])} videos per set ({families})")
+    return "each trial's number is over " + "; ".join(parts) if parts else "no per-video rows"
+
+
+def _split_of(metric: str) -> str:
+    """The held-out split a metric's name says (`split=test`), else "" (a name from before splits)."""
+    named = [param[len("split="):] for param in protocol_params(metric) if param.startswith("split=")]
+    return named[0] if named else ""
+
+
+def _split_rank(split: str) -> tuple[int, str]:
+    order = ("test", "test_unseen", "val")
+    return (order.index(split) if split in order else len(order), split)
+
+
+def _run_once(scores: pd.DataFrame, study: dict[str, Any]) -> str:
+    """"; deterministic baselines run once: static" when a baseline has one seed among several."""
+    if scores.empty or "variant" not in scores.columns or len(study.get("seeds") or []) < 2:
+        return ""
+    seeds = scores.groupby("variant")["seed"].nunique()
+    once = [name for name in study.get("baselines", []) if seeds.get(name) == 1]
+    return f"; run once (deterministic): {', '.join(once)}" if once else ""
 
 
 def _known(value: Any) -> str:

@@ -52,3 +52,14 @@ def msrvtt31() -> Path:
     if not (MSRVTT31 / "captions.csv").exists():
         pytest.skip(f"shared MSR-VTT clips not found at {MSRVTT31}")
     return MSRVTT31
+
+
+@pytest.fixture(scope="session")
+def kandinsky_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random Kandinsky 2.2 folders, prior/ and decoder/, in the hub layout (fixtures.kandinsky_folders).
+    Shared by every test: read them, or copy them before breaking them."""
+    from fixtures import kandinsky_folders
+
+    root = tmp_path_factory.mktemp("k22")
+    kandinsky_folders(root)
+    return root

@@ -170,7 +170,16 @@ def synthetic_study() -> dict:
         "created_at": "2026-01-01T00:00:00Z",
         "question": "Does a plane rotation layer make the rollouts more consistent?",
         "world": "Made-up numbers for the report tests: they say nothing about any model.",
+        "skipped": copy.deepcopy(SKIPPED),
+        "evaluation_protocol": {"fvd": {"metric": FVD}, "evaluation_set": {"n_reference_skipped": 0}},
     }  # fmt: skip
+
+
+# study.json `skipped`: what the encode stages left out (ablations/results.py skipped_videos).
+SKIPPED = [
+    {"encode": "ab12cd34", "video": "zero_byte.mp4", "reason": "empty file (0 bytes)"},
+    {"encode": "ab12cd34", "video": "clip<b>x</b>", "reason": "no video stream"},
+]
 
 
 EXPECTATIONS = [
@@ -330,7 +339,74 @@ def test_the_first_screen_reads_question_world_protocol_verdicts_headline(built:
 def test_verdicts_list_failed_expectations_first(built: Path) -> None:
     text = page_text(built.read_text())
     assert "1 of 2 expectations held, 1 failed" in text
-    assert text.find("❌ failed: base beats static on FVD") < text.find("✅ held: rot beats static")
+    html = built.read_text()  # the marks are coloured spans: plain check marks, never emoji
+    failed = html.find('<span class="failed">✗ failed</span>: base beats static on FVD')
+    assert -1 < failed < html.find('<span class="held">✓ held</span>: rot beats static')
+
+
+def dejavu_characters() -> set[str]:
+    """The characters DejaVu Sans draws (matplotlib ships it): what any browser here can show without an emoji font."""
+    from fontTools.ttLib import TTFont
+    from matplotlib import font_manager
+
+    font = TTFont(font_manager.findfont("DejaVu Sans", fallback_to_default=False))
+    return {chr(code) for code in font.getBestCmap()}
+
+
+def test_every_character_on_the_page_is_in_a_common_font(built: Path) -> None:
+    """No emoji (they render as empty boxes in a browser without an emoji font): each visible character of the
+    page, and of the tables it links, is one DejaVu Sans draws."""
+    drawn = dejavu_characters() | set("\n\t\r")
+    texts = [page_text(built.read_text())] + [path.read_text() for path in (built.parent / "tables").glob("*.md")]
+    missing = {char for text in texts for char in text if char not in drawn}
+    assert not missing, sorted(f"U+{ord(char):04X} {char}" for char in missing)
+
+
+def test_the_protocol_says_what_each_number_is_over(built: Path) -> None:
+    text = page_text(built.read_text())
+    assert ("each trial's number is over 3 held-out videos (embedding metrics); 2 prompts × 1 sample(s) = 2 generated videos "
+            "(video metrics); 4 videos per set (fvd)") in text
+    assert "training [0, 1], study seed 1234" in text
+
+
+def test_the_skipped_videos_are_counted_on_the_first_screen_and_listed_with_their_reasons(built: Path) -> None:
+    text = page_text(built.read_text())
+    count = text.find("2 source file(s) left out by the encode stage")
+    assert -1 < count < text.find("Verdicts."), "the count belongs to the protocol block on the first screen"
+    assert "the store, every score and FVD's reference set use the rest" in text
+    section = text.find("2 source file(s) the encode stage left out")
+    ablation = text.find("Ablation: one switch at a time")
+    assert -1 < ablation < text.find("Skipped videos", ablation) < section  # its own section, after the figures
+    for entry in SKIPPED:  # a file name is text, never markup
+        assert text.find(entry["video"], section) > section and entry["reason"] in text[section:]
+    assert "clip&lt;b&gt;x&lt;/b&gt;" in built.read_text()
+    assert "| ab12cd34 | zero_byte.mp4 | empty file (0 bytes) |" in (built.parent / "tables" / "skipped.md").read_text()
+
+
+def test_a_study_with_60_metrics_draws_a_bounded_set_of_detail_figures(tmp_path: Path) -> None:
+    root = write_synthetic_study(tmp_path / "wide")
+    path = root / "results" / "scores.parquet"
+    extra = [f"extra_family{index % 19}[p{index}]" for index in range(57)]  # 19 more families, 60 metrics in all
+    rows = [score_row(variant, seed, metric, 0.5 + 0.01 * seed, prompt_id="p0", sample_idx=0, gen_seed=100)
+            for metric in extra for variant in VARIANTS for seed in SEEDS]  # fmt: skip
+    nullable = {"prompt_id": "string", "sample_idx": "Int64", "gen_seed": "Int64", "extra": "string"}
+    pd.concat([pd.read_parquet(path), pd.DataFrame(rows).astype(nullable)]).to_parquet(path)
+    page = build.build_report(root)
+    drawn = {path.stem for path in (page.parent / "figures").glob("metric-*.png")}
+    assert len(drawn) == tables.DETAIL_LIMIT and gifs.slug(f"metric-{TEMPORAL}") in drawn  # TEMPORAL: the headline
+    assert gifs.slug(f"metric-{FVD}") in drawn  # named by an expectation
+    text = page_text(page.read_text())
+    assert f"Figures for {tables.DETAIL_LIMIT} of 60 metrics" in text
+    assert sum(1 for line in (page.parent / "tables" / "all_metrics.md").read_text().splitlines()[2:]) == 60 * 3
+
+
+def test_each_detail_figure_follows_the_selection_rule(built: Path) -> None:
+    results = load_results(built.parents[1])
+    summary = tables.summary(results.scores, results.study)
+    headline = tables.headline_metric(results.scores, results.study)
+    chosen = tables.detail_metrics(summary["metric"], headline, named=notebook.expectation_metrics(results))
+    drawn = sorted(path.stem for path in (built.parent / "figures").glob("metric-*.png"))
+    assert drawn == sorted(gifs.slug(f"metric-{metric}") for metric in chosen) and headline in chosen
 
 
 def test_the_page_loads_nothing_from_the_network(built: Path) -> None:

@@ -12,30 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from fixtures import changed, finished_run, micro_study, stage_done_times, study_scores, write_yaml
 
 from ablations.cli import main
 
-MICRO = {
-    "study": "micro",
-    "seeds": [0, 1],
-    "data": {"source": "shapes", "n_videos": 12, "frames": 8, "fps": 8.0, "size": 32, "val_fraction": 0.25},
-    "backend": {"name": "tiny", "prior_steps": 2},
-    "model": {"width": 8, "depth": 1, "heads": 2, "dropout": 0.0},
-    "train": {"epochs": 2, "batch_size": 16, "patience": 2},
-    "regime": {"pairs_per_video": 4},
-    "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
-                 "size": 32, "decoder_steps": 1, "fps": 4.0},
-    "metrics": {"select": ["embedding", "pixel_motion", "clip"], "clip_encoders": ["backend"]},
-    "variants": {"base": {}, "back": {"regime.back": True}},
-    "baselines": ["static"],
-    "controls": [],  # the harness mechanics only (tests/test_fair_study.py runs the text_blind control)
-}
-
-
-def write(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
+MICRO = micro_study(
+    seeds=[0, 1], data__n_videos=12,
+    metrics={"select": ["embedding", "pixel_motion", "clip"], "clip_encoders": ["backend"]},
+    variants={"base": {}, "back": {"regime.back": True}},
+    controls=[],  # the harness mechanics only (tests/test_fair_study.py runs the text_blind control)
+)  # fmt: skip
 
 
 def cli(*args: str) -> int:
@@ -48,27 +34,10 @@ def cli_process(*args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def scores(root: Path) -> pd.DataFrame:
-    frame = pd.read_parquet(root / "micro" / "results" / "scores.parquet")
-    return frame.sort_values(["trial_id", "metric", "prompt_id", "sample_idx", "extra"]).reset_index(drop=True)
-
-
-def done_markers(root: Path) -> dict[str, float]:
-    """The stages' DONE files (not those of results/ and report/, which follow from them)."""
-    return {
-        str(p.relative_to(root)): p.stat().st_mtime_ns
-        for p in root.rglob("DONE")
-        if p.parent.name not in ("results", "report")
-    }
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, Path]:
     """The micro study run once, uninterrupted, with the local launcher."""
-    tmp = tmp_path_factory.mktemp("micro")
-    study = write(tmp / "micro.yaml", MICRO)
-    assert cli("run", str(study), "--out", str(tmp / "runs"), "--no-report") == 0
-    return study, tmp / "runs"
+    return finished_run(tmp_path_factory.mktemp("micro"), MICRO, "--no-report")
 
 
 def test_run_writes_every_results_table(finished):
@@ -76,7 +45,7 @@ def test_run_writes_every_results_table(finished):
     results = root / "micro" / "results"
     for name in ("scores", "runs", "curves", "videos"):
         assert (results / f"{name}.parquet").exists(), name
-    frame = scores(root)
+    frame = study_scores(root)
     assert set(frame.variant) == {"base", "back", "static"}
     assert frame["value"].notna().all()
     assert {"video", "set"} >= set(frame.level)
@@ -96,9 +65,9 @@ def mtimes(folder: Path) -> dict[str, int]:
 
 def test_second_run_does_no_work(finished):
     study, root = finished
-    before, results = done_markers(root), mtimes(root / "micro" / "results")
+    before, results = stage_done_times(root), mtimes(root / "micro" / "results")
     assert cli("run", str(study), "--out", str(root), "--no-report") == 0
-    assert done_markers(root) == before
+    assert stage_done_times(root) == before
     assert mtimes(root / "micro" / "results") == results, "a finished study's results are not rewritten"
     # (How long a no-op run takes is measured in tests/benchmarks/test_bench_harness.py.)
 
@@ -162,11 +131,10 @@ def test_changing_one_variant_reruns_only_that_variant(finished, tmp_path):
     study, root = finished
     copy = tmp_path / "runs"
     shutil.copytree(root, copy)
-    before = done_markers(copy)
-    changed = json.loads(json.dumps(MICRO))
-    changed["variants"]["back"]["train.lr"] = 0.002
-    assert cli("run", str(write(tmp_path / "micro.yaml", changed)), "--out", str(copy), "--no-report") == 0
-    after = done_markers(copy)
+    before = stage_done_times(copy)
+    lr = changed(MICRO, variants__back={"regime.back": True, "train.lr": 0.002})
+    assert cli("run", str(write_yaml(tmp_path / "micro.yaml", lr)), "--out", str(copy), "--no-report") == 0
+    after = stage_done_times(copy)
     new = set(after) - set(before)
     assert new and all("/back-" in path for path in new)
     assert {k: v for k, v in after.items() if k in before} == before
@@ -174,10 +142,8 @@ def test_changing_one_variant_reruns_only_that_variant(finished, tmp_path):
 
 def test_sigkill_during_training_then_resume_gives_identical_scores(tmp_path):
     # Long enough training (a checkpoint after every optimiser step) that the kill lands inside it.
-    long = json.loads(json.dumps(MICRO))
-    long["train"].update({"epochs": 40, "patience": None, "checkpoint_every": 1})
-    long["variants"] = {"base": {}}
-    study = write(tmp_path / "micro.yaml", long)
+    long = changed(MICRO, train__epochs=40, train__patience=None, train__checkpoint_every=1, variants={"base": {}})
+    study = write_yaml(tmp_path / "micro.yaml", long)
     assert cli("run", str(study), "--out", str(tmp_path / "uninterrupted"), "--no-report") == 0
 
     out = tmp_path / "killed"
@@ -196,7 +162,7 @@ def test_sigkill_during_training_then_resume_gives_identical_scores(tmp_path):
 
     assert cli("run", str(study), "--out", str(out), "--no-report") == 0
     assert not list(out.glob("micro/trials/*/*.partial")), "a resumed run leaves no partial folders behind"
-    pd.testing.assert_frame_equal(scores(out), scores(tmp_path / "uninterrupted"))
+    pd.testing.assert_frame_equal(study_scores(out), study_scores(tmp_path / "uninterrupted"))
 
 
 def test_two_simultaneous_runs_do_not_corrupt_anything(finished, tmp_path):
@@ -205,7 +171,7 @@ def test_two_simultaneous_runs_do_not_corrupt_anything(finished, tmp_path):
     procs = [cli_process("run", str(study), "--out", str(out), "--no-report") for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    pd.testing.assert_frame_equal(scores(out), scores(root))
+    pd.testing.assert_frame_equal(study_scores(out), study_scores(root))
 
 
 def test_ray_launcher_gives_the_same_scores_as_local(finished, tmp_path):
@@ -213,33 +179,31 @@ def test_ray_launcher_gives_the_same_scores_as_local(finished, tmp_path):
     study, root = finished
     out = tmp_path / "runs"
     assert cli("run", str(study), "--out", str(out), "--launcher", "ray", "--workers", "2", "--no-report") == 0
-    pd.testing.assert_frame_equal(scores(out), scores(root))
+    pd.testing.assert_frame_equal(study_scores(out), study_scores(root))
 
 
 def test_report_verb_rebuilds_only_the_report(finished):
     study, root = finished
-    before = done_markers(root)
+    before = stage_done_times(root)
     results_before = {p.name: p.stat().st_mtime_ns for p in (root / "micro" / "results").iterdir()}
     assert cli("report", str(study), "--out", str(root)) == 0
     assert (root / "micro" / "report" / "index.html").exists()
-    assert done_markers(root) == before
+    assert stage_done_times(root) == before
     assert {p.name: p.stat().st_mtime_ns for p in (root / "micro" / "results").iterdir()} == results_before
 
 
 def test_bad_study_fails_before_any_work_naming_the_key(tmp_path, capsys):
-    bad = json.loads(json.dumps(MICRO))
-    bad["train"]["epocs"] = 3
-    assert cli("run", str(write(tmp_path / "bad.yaml", bad)), "--out", str(tmp_path / "runs")) == 1
+    bad = changed(MICRO, train__epocs=3)
+    assert cli("run", str(write_yaml(tmp_path / "bad.yaml", bad)), "--out", str(tmp_path / "runs")) == 1
     assert "train.epocs" in capsys.readouterr().err.replace("\n", "")
     assert not (tmp_path / "runs").exists()
 
 
 def test_missing_weights_folder_fails_before_any_work_naming_it(tmp_path, capsys):
-    real = json.loads(json.dumps(MICRO))
-    real["backend"] = {"name": "kandinsky22",
-                       "options": {"prior": str(tmp_path / "no-prior"), "decoder": str(tmp_path / "no-dec")}}
-    real["generate"]["size"] = 64  # the real decoder's multiple: every value is valid, only the weights are missing
-    assert cli("run", str(write(tmp_path / "real.yaml", real)), "--out", str(tmp_path / "runs")) == 1
+    real = changed(MICRO, backend={"name": "kandinsky22",
+                                   "options": {"prior": str(tmp_path / "no-prior"), "decoder": str(tmp_path / "no-dec")}},
+                   generate__size=64)  # the real decoder's multiple: every value is valid, only the weights are missing
+    assert cli("run", str(write_yaml(tmp_path / "real.yaml", real)), "--out", str(tmp_path / "runs")) == 1
     err = capsys.readouterr().err.replace("\n", "")
     assert "no-prior" in err
     assert not (tmp_path / "runs").exists()
@@ -256,10 +220,9 @@ def test_a_failing_stage_exits_non_zero_naming_the_trial_and_stage_and_marks_not
     videos.mkdir(parents=True)
     (videos / "v1.mp4").write_bytes(b"not a video" * 100)
     (tmp_path / "data" / "captions.csv").write_text("video_id,caption\nv1,a red circle\n")
-    broken = json.loads(json.dumps(MICRO))
-    broken["data"] = {"source": "folder", "path": str(tmp_path / "data"), "frames": 4, "fps": 4.0}
+    broken = changed(MICRO, data={"source": "folder", "path": str(tmp_path / "data"), "frames": 4, "fps": 4.0})
     out = tmp_path / "runs"
-    assert cli("run", str(write(tmp_path / "broken.yaml", broken)), "--out", str(out), "--no-report") == 1
+    assert cli("run", str(write_yaml(tmp_path / "broken.yaml", broken)), "--out", str(out), "--no-report") == 1
     err = " ".join(capsys.readouterr().err.split())
     assert re.search(r"error: trial \S+-s\d-[0-9a-f]{8}, stage encode failed: .*no usable videos", err), err
     assert "v1.mp4" in err

@@ -1,25 +1,22 @@
 """Conformance: hub-layout Kandinsky 2.2 folders through the real backend equal diffusers' own pipelines."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures import kandinsky_folders
 from PIL import Image
 
 from spliter.backends.kandinsky22 import Kandinsky22Backend
-from spliter.backends.tiny import TinyBackend
 
 CAPTIONS = ["a red circle moves to the right", "a dog runs on the beach"]
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("hub")
-    tiny = TinyBackend(seed=3, device="cpu")
-    tiny.prior_pipeline.save_pretrained(root / "prior")
-    tiny.decoder_pipeline.save_pretrained(root / "decoder")
-    return root / "prior", root / "decoder"
+    return kandinsky_folders(tmp_path_factory.mktemp("hub"), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +81,12 @@ def test_decoded_pixels_match_the_decoder_pipeline_within_one_grey_level(backend
     expected = np.round(out.images * 255.0).astype(int)
     assert ours.shape == (3, 32, 32, 3) and ours.std() > 0
     assert np.abs(ours.astype(int) - expected).max() <= 1
+
+
+def test_loading_the_folders_prints_no_library_warning(folders) -> None:
+    """A user loading real weights sees no FutureWarning/DeprecationWarning from diffusers (e.g. `torch_dtype`)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Kandinsky22Backend(prior=folders[0], decoder=folders[1], device="cpu", dtype="float32")
+    noisy = [f"{w.category.__name__}: {w.message}" for w in caught if issubclass(w.category, FutureWarning | DeprecationWarning)]
+    assert not noisy, noisy

@@ -46,6 +46,8 @@ def test_read_folder_finds_videos_by_id_with_any_extension(tmp_path: Path) -> No
     assert listing.problems == []
     assert listing.videos[1].extra == {"take": "2"} and listing.videos[0].source == tmp_path.name
     assert any("take" in note for note in listing.notes)
+    labelled = read_folder(tmp_path, labels=("take",))  # a column its writer put there on purpose: no news
+    assert labelled.videos[1].extra == {"take": "2"} and labelled.notes == []
 
 
 def test_read_folder_reports_every_unusable_row_and_file(tmp_path: Path) -> None:

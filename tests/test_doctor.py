@@ -18,18 +18,6 @@ from ablations.study import load_study
 from spliter.backends.memory import GIB
 
 
-@pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    """Tiny random Kandinsky 2.2 prior and decoder saved in the hub layout (save_pretrained)."""
-    from spliter.backends.tiny import TinyBackend
-
-    root = tmp_path_factory.mktemp("k22")
-    backend = TinyBackend(seed=0, device="cpu")
-    backend.prior_pipeline.save_pretrained(root / "prior")
-    backend.decoder_pipeline.save_pretrained(root / "decoder")
-    return root
-
-
 def write_study(tmp: Path, prior: Path, decoder: Path, **options) -> Path:
     study = {
         "study": "k22check",
@@ -79,9 +67,9 @@ BROKEN: dict[str, tuple[Callable[[Path], None], str, str]] = {
 
 
 @pytest.mark.parametrize("broken", list(BROKEN))
-def test_each_broken_folder_fails_doctor_and_stops_run_before_encode(good: Path, tmp_path: Path, broken: str) -> None:
+def test_each_broken_folder_fails_doctor_and_stops_run_before_encode(kandinsky_hub: Path, tmp_path: Path, broken: str) -> None:
     root = tmp_path / "k22"
-    shutil.copytree(good, root)
+    shutil.copytree(kandinsky_hub, root)
     breaks, folder, words = BROKEN[broken]
     breaks(root)
     path = write_study(tmp_path, root / "prior", root / "decoder")
@@ -94,34 +82,34 @@ def test_each_broken_folder_fails_doctor_and_stops_run_before_encode(good: Path,
     assert not (out / "k22check" / "encode").exists()  # stopped before any work
 
 
-def test_complete_folders_pass_the_backend_check(good: Path, tmp_path: Path) -> None:
-    checks = study_checks(load_study(write_study(tmp_path, good / "prior", good / "decoder")))
+def test_complete_folders_pass_the_backend_check(kandinsky_hub: Path, tmp_path: Path) -> None:
+    checks = study_checks(load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder")))
     assert [c.ok for c in checks if c.name == "backend"] == [True]
 
 
-def test_memory_estimate_fits_a_16gb_card_at_the_defaults_and_the_knobs_move_it(good: Path, tmp_path: Path) -> None:
-    study = load_study(write_study(tmp_path, good / "prior", good / "decoder"))
+def test_memory_estimate_fits_a_16gb_card_at_the_defaults_and_the_knobs_move_it(kandinsky_hub: Path, tmp_path: Path) -> None:
+    study = load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder"))
     (default,) = memory_checks(study, gpu=None)
     assert default.ok and not default.required and "16 GB card" in default.detail and ": fits" in default.detail
     (small,) = memory_checks(study, gpu=("an 8 GB card", 8 * GIB))
     assert not small.ok and "does not fit" in small.detail and "decode_batch_size" in small.detail
-    big = load_study(write_study(tmp_path, good / "prior", good / "decoder", decode_batch_size=64, movq_batch_size=64))
+    big = load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder", decode_batch_size=64, movq_batch_size=64))
     (heavy,) = memory_checks(big, gpu=None)
     assert not heavy.ok
-    fp32 = load_study(write_study(tmp_path, good / "prior", good / "decoder", dtype="float32"))
+    fp32 = load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder", dtype="float32"))
     assert not memory_checks(fp32, gpu=None)[0].ok  # 18 GiB of fp32 weights alone
 
 
-def test_backend_knobs_are_validated_through_the_options_dataclass(good: Path, tmp_path: Path) -> None:
+def test_backend_knobs_are_validated_through_the_options_dataclass(kandinsky_hub: Path, tmp_path: Path) -> None:
     from ablations.schema import StudyError
 
     with pytest.raises(StudyError, match=r"backend.options.*dtype.*float64"):
-        load_study(write_study(tmp_path, good / "prior", good / "decoder", dtype="float64"))
+        load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder", dtype="float64"))
     with pytest.raises(StudyError, match=r"movq_batch_size: must be >= 1"):
-        load_study(write_study(tmp_path, good / "prior", good / "decoder", movq_batch_size=0))
+        load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder", movq_batch_size=0))
     with pytest.raises(StudyError, match=r"unknown key"):
-        load_study(write_study(tmp_path, good / "prior", good / "decoder", decode_batchsize=2))
-    study = load_study(write_study(tmp_path, good / "prior", good / "decoder", prior_guidance=7.0))
+        load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder", decode_batchsize=2))
+    study = load_study(write_study(tmp_path, kandinsky_hub / "prior", kandinsky_hub / "decoder", prior_guidance=7.0))
     assert study.trials[0].config["backend"]["options"]["prior_guidance"] == 7.0
 
 

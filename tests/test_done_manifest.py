@@ -8,26 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from fixtures import MICRO, finished_run, stage_done_times, study_scores
 
 from ablations.cli import main
 from ablations.runfolder import output_problem, read_manifest, write_manifest
-
-MICRO = {
-    "study": "micro",
-    "seeds": [0],
-    "data": {"source": "shapes", "n_videos": 8, "frames": 8, "fps": 8.0, "size": 32, "val_fraction": 0.25},
-    "backend": {"name": "tiny", "prior_steps": 2},
-    "model": {"width": 8, "depth": 1, "heads": 2, "dropout": 0.0},
-    "train": {"epochs": 2, "batch_size": 16, "patience": 2},
-    "regime": {"pairs_per_video": 4},
-    "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
-                 "size": 32, "decoder_steps": 1, "fps": 4.0},
-    "metrics": {"select": ["embedding", "pixel_motion"]},
-    "variants": {"base": {}},
-    "baselines": ["static"],
-}
-
 
 # ------------------------------------------------------------------------------------------- the manifest
 
@@ -88,24 +72,9 @@ def test_a_stage_without_a_manifest_is_trusted_and_an_unreadable_one_is_not(stag
 # ------------------------------------------------------------------------------------- end to end (CLI)
 
 
-def scores(root: Path) -> pd.DataFrame:
-    frame = pd.read_parquet(root / "micro" / "results" / "scores.parquet")
-    return frame.sort_values(["trial_id", "metric", "prompt_id", "sample_idx", "extra"]).reset_index(drop=True)
-
-
-def done_times(root: Path) -> dict[str, int]:
-    """Stage folder (relative) -> its DONE's mtime: a changed time means the stage ran again."""
-    return {str(p.parent.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("DONE")
-            if p.parent.name not in ("results", "report")}
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("manifest")
-    study = tmp / "micro.yaml"
-    study.write_text(yaml.safe_dump(MICRO))
-    assert main(["run", str(study), "--out", str(tmp / "runs"), "--no-report"]) == 0
-    return study, tmp / "runs"
+    return finished_run(tmp_path_factory.mktemp("manifest"), MICRO, "--no-report")
 
 
 @pytest.fixture
@@ -126,28 +95,28 @@ def redone(before: dict[str, int], after: dict[str, int]) -> set[str]:
 
 def test_a_deleted_checkpoint_redoes_that_training_and_gives_the_same_scores(finished, copy, caplog) -> None:
     study, root = finished
-    before = done_times(copy)
+    before = stage_done_times(copy)
     trial = spliter_trial(copy)
     (trial / "train" / "checkpoints" / "best.pt").unlink()
     with caplog.at_level(logging.WARNING):
         assert main(["run", str(study), "--out", str(copy), "--no-report"]) == 0
     assert "stage train of trial" in caplog.text and "best.pt is missing" in caplog.text
-    changed = redone(before, done_times(copy))
+    changed = redone(before, stage_done_times(copy))
     assert f"micro/trials/{trial.name}/train" in changed
     assert not any("encode" in k or "/static-" in k for k in changed), changed  # nothing upstream or beside it
-    pd.testing.assert_frame_equal(scores(copy), scores(root))
+    pd.testing.assert_frame_equal(study_scores(copy), study_scores(root))
 
 
 def test_a_corrupted_store_shard_redoes_encode_and_gives_the_same_scores(finished, copy) -> None:
     study, root = finished
-    before = done_times(copy)
+    before = stage_done_times(copy)
     shard = next((copy / "micro" / "encode").glob("*/store/shards/*"))
     data = bytearray(shard.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # same size: only the bytes tell
     shard.write_bytes(bytes(data))
     assert main(["run", str(study), "--out", str(copy), "--no-report"]) == 0
-    assert any(k.startswith("micro/encode/") for k in redone(before, done_times(copy)))
-    pd.testing.assert_frame_equal(scores(copy), scores(root))
+    assert any(k.startswith("micro/encode/") for k in redone(before, stage_done_times(copy)))
+    pd.testing.assert_frame_equal(study_scores(copy), study_scores(root))
 
 
 def test_no_redo_names_the_stale_stage_and_the_command(finished, copy, capsys) -> None:
@@ -175,7 +144,7 @@ def test_a_torn_last_checkpoint_in_a_partial_folder_restarts_the_trial(finished,
         assert main(["run", str(study), "--out", str(copy), "--no-report"]) == 0
     assert "last.pt is unreadable" in caplog.text and "restarting" in caplog.text
     assert not partial.exists()
-    pd.testing.assert_frame_equal(scores(copy), scores(root))
+    pd.testing.assert_frame_equal(study_scores(copy), study_scores(root))
 
 
 def test_a_finished_run_records_its_inputs_chain(finished) -> None:

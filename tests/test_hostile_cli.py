@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from fixtures import changed, micro_study, write_yaml
 from test_hostile_readers import FPS, MARKUP, _catalogue, frames
 from test_video import rotated_mp4
 
@@ -22,34 +22,14 @@ BAD_FILES = {"zero_byte", "truncated", "garbage", MARKUP, "audio_only", "one_fra
              "mid_corrupt", "missing", "twin.webm", "unlisted.mp4"}  # decode failures + what the reader reports
 EXTRA_GOOD = 9  # beside the catalogue's 9 odd-but-valid files: 18 good in all
 
-STUDY = {
-    "study": "hostile",
-    "seeds": [0],
-    "data": {"source": "folder", "path": "SET", "frames": 8, "fps": FPS, "val_fraction": 0.25},
-    "backend": {"name": "tiny", "prior_steps": 2},
-    "model": {"width": 8, "depth": 1, "heads": 2, "dropout": 0.0},
-    "train": {"epochs": 1, "batch_size": 16, "patience": 1},
-    "regime": {"pairs_per_video": 2},
-    "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
-                 "size": 32, "decoder_steps": 1, "fps": 4.0},
-    "metrics": {"select": ["embedding", "pixel_motion"]},
-    "variants": {"base": {}},
-    "baselines": ["static"],
-}
+STUDY = micro_study(
+    study="hostile", data={"source": "folder", "path": "SET", "frames": 8, "fps": FPS, "val_fraction": 0.25},
+    train__epochs=1, train__patience=1, regime__pairs_per_video=2,
+)
 
 
 def study_file(folder: Path, data_path: Path, **changes) -> Path:
-    spec = json.loads(json.dumps(STUDY))
-    spec["data"]["path"] = str(data_path)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        section = spec
-        for key in parents:
-            section = section.setdefault(key, {})
-        section[last] = value
-    path = folder / "study.yaml"
-    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
-    return path
+    return write_yaml(folder / "study.yaml", changed(STUDY, data__path=str(data_path), **changes))
 
 
 def captions(root: Path, names) -> None:

@@ -8,42 +8,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from fixtures import changed, finished_run, micro_quickstart, shipped_study, study_scores
 from PIL import Image
 
-from ablations.cli import main
 from ablations.schema import StudyError, from_dict
 from ablations.stages.generate import load_frames
-from ablations.study import STUDIES_DIR, StudyFile, expand_trials, load_study
+from ablations.study import StudyFile, expand_trials, load_study
 from reports.gifs import TRUTH_COLUMN, gif_grid
 from spliter.data.store import EmbeddingStore
 
-QUICKSTART = yaml.safe_load((STUDIES_DIR / "quickstart.yaml").read_text())
+QUICKSTART = shipped_study("quickstart")
 HEADLINE = "change_cosine[32px,frames1+,{mode},start={start},split=test]"
-
-
-def micro_quickstart() -> dict:
-    """The shipped quickstart with fewer videos, steps, prompts and variants (same world, backend and metrics)."""
-    raw = copy.deepcopy(QUICKSTART)
-    raw["study"] = "qsmicro"
-    raw["seeds"] = [0]
-    raw["data"]["n_videos"] = 24
-    raw["train"]["budget_steps"] = 60
-    raw["generate"]["max_prompts"] = 3
-    raw["matrix"] = {"regime": {"combined": {"regime.back": True, "regime.rotate": True, "regime.diff": 1}}}
-    raw["text_blind_of"] = "combined"
-    raw["expectations"] = []
-    raw["resources"] = {"workers": 1}
-    return raw
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("qsmicro")
-    study = tmp / "qsmicro.yaml"
-    study.write_text(yaml.safe_dump(micro_quickstart()))
-    assert main(["run", str(study), "--out", str(tmp / "runs")]) == 0
-    return tmp / "runs" / "qsmicro"
+    _, runs = finished_run(tmp_path_factory.mktemp("qsmicro"), micro_quickstart())
+    return runs / "qsmicro"
 
 
 def test_the_shipped_quickstart_is_the_world_matrix_with_a_ground_truth_headline():
@@ -152,19 +133,14 @@ def test_a_true_start_needs_store_prompts():
 
 
 def test_the_smoke_study_runs_the_tiny_kandinsky_classes_at_micro_size(tmp_path):
-    raw = yaml.safe_load((STUDIES_DIR / "smoke.yaml").read_text())
-    raw.update(study="smokemicro", seeds=[0])
-    raw["data"].update(n_videos=8, frames=8)
-    raw["train"].update(epochs=1, patience=1)
-    raw["generate"].update(max_prompts=2, frames=4)
-    raw["metrics"].update(select=["embedding", "pixel_motion", "clip"], clip_encoders=["backend"])
-    raw["matrix"] = {"regime": {"base": {}}}
-    raw["baselines"] = ["static"]
-    raw["controls"] = []  # mechanics only: the text_blind control is tested in test_fair_study
-    study = tmp_path / "smokemicro.yaml"
-    study.write_text(yaml.safe_dump(raw))
-    assert main(["run", str(study), "--out", str(tmp_path / "runs"), "--no-report"]) == 0
-    scores = pd.read_parquet(tmp_path / "runs" / "smokemicro" / "results" / "scores.parquet")
+    micro = changed(
+        shipped_study("smoke"), study="smokemicro", seeds=[0], data__n_videos=8, data__frames=8, train__epochs=1,
+        train__patience=1, generate__max_prompts=2, generate__frames=4, metrics__select=["embedding", "pixel_motion",
+        "clip"], metrics__clip_encoders=["backend"], matrix={"regime": {"base": {}}}, baselines=["static"],
+        controls=[],  # mechanics only: the text_blind control is tested in test_fair_study
+    )  # fmt: skip
+    _, runs = finished_run(tmp_path, micro, "--no-report")
+    scores = study_scores(runs, "smokemicro")
     assert set(scores.variant) == {"static", "base"} and scores["value"].notna().all()
-    videos = pd.read_parquet(tmp_path / "runs" / "smokemicro" / "results" / "videos.parquet")
+    videos = pd.read_parquet(runs / "smokemicro" / "results" / "videos.parquet")
     assert videos["truth_gif"].isna().all()  # prompts without a true video: no truth column

@@ -297,3 +297,74 @@ def test_overview_puts_the_headline_first_marks_best_and_unreliable() -> None:
 )
 def test_numbers_near_one_keep_the_digits_that_differ(value: float, text: str) -> None:
     assert tables.format_number(value) == text
+
+
+def sixty_metrics() -> list[str]:
+    """60 names in 6 families, as a study with every split, mode, start and shuffled-text control writes them."""
+    names = []
+    for family in ("embed_cosine", "embed_disp_cosine", "embed_error_growth"):
+        for mode in ("step", "chain"):
+            for start in ("true", "prior"):
+                for split in ("test", "test_unseen"):
+                    for text in ("", ",text=shuffled"):
+                        names.append(f"{family}[{mode},start={start},split={split}{text}]")
+    names += [f"clip_temporal_consecutive[openclip:enc{index}]" for index in range(6)]
+    names += ["pixel_motion[mad255]", "fvd[i3d,16f]"]
+    names += [f"clip_text_alignment[openclip:enc{index}]" for index in range(4)]
+    return names
+
+
+def test_detail_figures_are_bounded_and_keep_the_headline_the_expectations_and_each_family() -> None:
+    names = sixty_metrics()
+    headline = "embed_cosine[step,start=true,split=test]"
+    named = ["fvd[i3d,16f]", "embed_cosine[chain,start=prior,split=test_unseen]"]
+    shown = tables.detail_metrics(names, headline, named=named)
+    assert len(names) == 60 and len(shown) <= tables.DETAIL_LIMIT
+    assert shown[:3] == [headline, *named]
+    assert {tables.metric_family(name) for name in shown} == {tables.metric_family(name) for name in names}
+    # the other families are drawn at the headline's protocol, not at the first name of the family
+    assert "embed_disp_cosine[step,start=true,split=test]" in shown
+    assert len(shown) == len(set(shown)) and set(shown) <= set(names)
+
+
+def test_detail_figures_keep_the_headline_even_at_a_limit_of_one_and_take_all_of_a_small_study() -> None:
+    names = sixty_metrics()
+    assert tables.detail_metrics(names, "pixel_motion[mad255]", limit=1) == ["pixel_motion[mad255]"]
+    assert sorted(tables.detail_metrics(names[:3], names[1])) == sorted(names[:3])
+    assert tables.detail_metrics(["a[x]", "b[x]"], None) == ["a[x]", "b[x]"]  # no headline: one per family
+
+
+def test_scored_on_counts_held_out_videos_per_split_prompts_samples_and_set_sizes() -> None:
+    held_out = [
+        *observations("base", {0: [0.5] * 4, 1: [0.5] * 4}, metric="embed_cosine[step,split=test]", sample_idx=None),
+        *observations("base", {0: [0.5] * 2, 1: [0.5] * 2}, metric="embed_cosine[step,split=test_unseen]",
+                      sample_idx=None),
+    ]  # fmt: skip
+    generated = [  # per seed: prompts p0, p0, p1, p1, p2, p2 with samples 0, 1
+        {**row, "prompt_id": f"p{index % 6 // 2}", "sample_idx": index % 2}
+        for index, row in enumerate(observations("base", {0: [0.7] * 6, 1: [0.7] * 6}, metric="clip"))
+    ]
+    fvd = observations("base", {0: [9.0], 1: [9.0]}, metric="fvd[i3d]", level="set", n=6, prompt_id=None,
+                       sample_idx=None)  # fmt: skip
+    text = tables.scored_on(scores(held_out, generated, fvd))
+    assert text == ("each trial's number is over 4 test + 2 test_unseen held-out videos (embedding metrics); 3 prompts × 2 sample(s) = "
+                    "6 generated videos (video metrics); 6 videos per set (fvd)")
+
+
+def test_the_protocol_says_which_baselines_ran_once_and_how_many_videos_were_skipped() -> None:
+    data = scores(observations("static", {0: [1.0]}), observations("base", {0: [1.0], 1: [1.0], 2: [1.0]}))
+    skipped = [{"encode": "ab12cd34", "video": "zero_byte", "reason": "empty file"},
+               {"encode": "ab12cd34", "video": "clip[red]", "reason": "no video stream"}]  # fmt: skip
+    results = Results(Path("."), {**STUDY, "skipped": skipped}, data, pd.DataFrame({"gpu_name": []}),
+                      pd.DataFrame(), pd.DataFrame(), [])  # fmt: skip
+    protocol = dict(tables.protocol_table(results).itertuples(index=False))
+    assert protocol["seeds"].endswith("; run once (deterministic): static")
+    assert protocol["skipped videos"].startswith("2 source file(s) left out by the encode stage")
+    assert protocol["skipped videos"].endswith("the store and every score use the rest")  # no FVD scored
+    fvd = {"skipped": skipped, "evaluation_protocol": {"fvd": {"metric": "fvd[x]"}, "evaluation_set":
+                                                       {"n_reference_skipped": 3}}}  # fmt: skip
+    assert tables.skipped_summary(fvd).endswith("FVD's reference set use the rest; FVD's reference set left out "
+                                                "3 more clip(s)")
+    assert list(tables.skipped_table(results.study)["video"]) == ["zero_byte", "clip[red]"]
+    assert tables.skipped_summary({}) == "not recorded"
+    assert tables.skipped_summary({"skipped": []}).startswith("none")

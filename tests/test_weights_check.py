@@ -7,22 +7,11 @@ from pathlib import Path
 import pytest
 
 from spliter.backends.kandinsky22 import check_kandinsky_folders
-from spliter.backends.tiny import TinyBackend
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    """Tiny random Kandinsky 2.2 prior and decoder saved in the hub layout (save_pretrained)."""
-    root = tmp_path_factory.mktemp("k22")
-    backend = TinyBackend(seed=0, device="cpu")
-    backend.prior_pipeline.save_pretrained(root / "prior")
-    backend.decoder_pipeline.save_pretrained(root / "decoder")
-    return root
 
 
 @pytest.fixture
-def copy(good: Path, tmp_path: Path) -> Path:
-    shutil.copytree(good, tmp_path / "k22")
+def copy(kandinsky_hub: Path, tmp_path: Path) -> Path:
+    shutil.copytree(kandinsky_hub, tmp_path / "k22")
     return tmp_path / "k22"
 
 
@@ -30,8 +19,8 @@ def check(root: Path, prior: str = "prior", decoder: str = "decoder") -> list[st
     return check_kandinsky_folders(str(root / prior), str(root / decoder))
 
 
-def test_a_complete_pair_of_folders_has_no_problem(good: Path) -> None:
-    assert check(good) == []
+def test_a_complete_pair_of_folders_has_no_problem(kandinsky_hub: Path) -> None:
+    assert check(kandinsky_hub) == []
 
 
 def test_a_missing_movq_is_named_with_the_fix(copy: Path) -> None:
@@ -72,8 +61,8 @@ def test_a_tokenizer_that_does_not_load_is_named(copy: Path, remove: str) -> Non
     assert "missing" in problem or "does not load" in problem or "no usable vocabulary" in problem
 
 
-def test_swapped_prior_and_decoder_say_swap(good: Path) -> None:
-    problems = check(good, prior="decoder", decoder="prior")
+def test_swapped_prior_and_decoder_say_swap(kandinsky_hub: Path) -> None:
+    problems = check(kandinsky_hub, prior="decoder", decoder="prior")
     assert len(problems) == 2
     assert "names 'KandinskyV22Pipeline', expected 'KandinskyV22PriorPipeline'" in problems[0]
     assert all("swap backend.prior and backend.decoder" in p for p in problems)
@@ -89,10 +78,10 @@ def test_prior_and_decoder_embedding_sizes_must_agree(copy: Path) -> None:
     assert "prior/prior embedding_dim=32" in problem and "decoder/unet encoder_hid_dim=64" in problem
 
 
-def test_missing_folders_keep_the_download_hint_and_either_side_may_be_skipped(good: Path, tmp_path: Path) -> None:
+def test_missing_folders_keep_the_download_hint_and_either_side_may_be_skipped(kandinsky_hub: Path, tmp_path: Path) -> None:
     (problem,) = check_kandinsky_folders(str(tmp_path / "nowhere"), None)
     assert "prior weights not found" in problem and "hf download" in problem
-    assert check_kandinsky_folders(None, str(good / "decoder")) == []
+    assert check_kandinsky_folders(None, str(kandinsky_hub / "decoder")) == []
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model_index.json").write_text("{not json")

@@ -67,8 +67,10 @@ page.text("The full table, every metric x variant with its interval and the diff
 # ## Metrics one by one
 
 # %%
-page.text(plots.POINTS_CAPTION)
-for metric in summary["metric"].unique():
+named = notebook.expectation_metrics(results)  # the metrics the verdicts are about
+detailed = tables.detail_metrics(summary["metric"], headline, named=named)  # or list(summary["metric"].unique())
+page.text(notebook.detail_note(detailed, summary["metric"]) + " " + plots.POINTS_CAPTION)
+for metric in detailed:
     with page.or_reason():
         page.figure(plots.metric_points(summary, study, metric=metric, variants=variants), f"metric-{metric}",
                     caption=notebook.points_caption(summary, metric), title=metric)
@@ -79,7 +81,10 @@ for metric in summary["metric"].unique():
 # %%
 horizon = tables.horizon_table(scores, study)
 notebook.horizon_files(page, horizon)
-for metric in horizon["metric"].unique():
+horizon_detailed = tables.detail_metrics(horizon["metric"], headline, named=named)  # same rule as above
+if len(horizon_detailed) < horizon["metric"].nunique():
+    page.text(notebook.detail_note(horizon_detailed, horizon["metric"], table="horizon"))
+for metric in horizon_detailed:
     with page.or_reason():
         page.figure(plots.horizon_growth(horizon, study, metric=metric, variants=variants), f"horizon-{metric}",
                     caption=plots.HORIZON_CAPTION, title=metric)
@@ -101,6 +106,12 @@ with page.or_reason():
     page.figure(plots.ablation_effects(switches, study, headline), "ablation", caption=plots.ABLATION_CAPTION,
                 title=f"Effect of each switch on {headline}")
 notebook.ablation_rows(page, switches)
+
+# %% [markdown]
+# ## Skipped videos
+
+# %%
+notebook.skipped_videos(page, results)
 
 # %% [markdown]
 # ## The data behind this page

@@ -507,9 +507,18 @@ class Kandinsky22Backend(DiffusersBackend):
         )
 
 
+def _dtype_keyword() -> str:
+    """diffusers' name for the dtype to load in: `dtype` from 0.42 on (where `torch_dtype` prints a FutureWarning
+    on every load), `torch_dtype` before (the only name older releases read)."""
+    import diffusers
+    from packaging.version import Version
+
+    return "dtype" if Version(diffusers.__version__).release >= (0, 42) else "torch_dtype"
+
+
 def _load(cls: type, source: str | os.PathLike, what: str, dtype: torch.dtype, cache_dir: str | None) -> Any:
     try:
-        return cls.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True, cache_dir=cache_dir)
+        return cls.from_pretrained(str(source), **{_dtype_keyword(): dtype}, local_files_only=True, cache_dir=cache_dir)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsNotFound(

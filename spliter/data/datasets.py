@@ -100,17 +100,20 @@ def read_folder(
     caption_column: str = "caption",
     *,
     encoding: str = "utf-8",
+    labels: Sequence[str] = (),
 ) -> DatasetListing:
     """List `root/<captions>` (columns video_id + caption_column; others go to `extra`).
 
     Videos are looked up by id with any supported extension, in `root/videos/` and then `root/`. Several rows
     with one id give that video several captions. The folder is the dataset, so a video file without a row
-    is a problem. `source` is the folder's name (e.g. "msrvtt31").
+    is a problem. `source` is the folder's name (e.g. "msrvtt31"). `labels` are extra columns the folder's
+    writer put there on purpose (the shapes writer's motion, shape, ...): kept in `extra` without a note.
     """
     root = Path(root)
     table = _read_table(root / captions, id_column="video_id", caption_columns=(caption_column,), encoding=encoding)
     rows, problems = _gather(table.rows)
-    notes = _columns_note(table.path, table.extra_columns) + _multi_caption_note(rows, table.path)
+    extra = [column for column in table.extra_columns if column not in set(labels)]
+    notes = _columns_note(table.path, extra) + _multi_caption_note(rows, table.path)
     index = _VideoIndex([d for d in (root / "videos", root) if d.is_dir()])
     listing = _assemble(rows, index, source=root.name, notes=notes, problems=problems)
     listing.problems += _unlisted_problems(listing, index, table.path.name)
