@@ -103,7 +103,7 @@ def test_the_declared_expectation_holds_and_a_failed_one_makes_run_and_check_exi
     capsys.readouterr()
     assert main(["run", str(failing), "--out", str(run_root), "--no-report"]) == EXPECTATION_FAILED
     printed = capsys.readouterr().err
-    assert "expectation failed: static beats base in step mode on " in printed
+    assert "expectation failed: static beats base on embed_cosine[step,start=true,split=test]: static " in printed
     assert "[red]" not in printed  # plain text: the console renders no markup
     verdicts = json.loads((run_root / "synthetic_tiny" / "results" / "expectations.json").read_text())
     assert [v["held"] for v in verdicts] == [True, False]
