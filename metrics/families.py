@@ -39,6 +39,8 @@ class MetricFamily:
     compute: Callable[[Sequence[GeneratedSample], ScoreContext], Rows]  # (videos, context) -> score rows
     needs_videos: bool  # scored on generated videos: not applicable when a study renders none
     description: str  # one line for docs and errors
+    # scored on the trial's embedding rollouts: not applicable to a baseline that renders frames directly
+    needs_embeddings: bool = False
 
 
 METRIC_FAMILIES: Registry[MetricFamily] = Registry("metric family")
@@ -91,7 +93,7 @@ def _paired(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
 
 
 METRIC_FAMILIES.register("embedding", MetricFamily(
-    _embedding, needs_videos=False,
+    _embedding, needs_videos=False, needs_embeddings=True,
     description="held-out embedding accuracy in step and chain mode, both starts, own and shuffled text, per split"))
 METRIC_FAMILIES.register("pixel_motion", MetricFamily(
     lambda videos, ctx: pixel_motion_rows(videos), needs_videos=True,

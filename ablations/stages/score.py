@@ -19,7 +19,7 @@ from ablations.stages.generate import load_frames
 from ablations.stages.plan import stage_dir
 from ablations.stages.reference import ProtocolFVD, reference_set, reference_stats
 from ablations.stages.resources import Resources
-from ablations.study import Trial
+from ablations.study import FRAME_BASELINES, Trial
 from metrics.families import METRIC_FAMILIES
 from metrics.suite import GeneratedSample
 from spliter.data.splits import TEST_SPLITS, train_val_records
@@ -31,18 +31,30 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     identity = {"study": trial.study, "trial_id": trial.trial_id, "variant": trial.variant, "seed": trial.seed}
     lines = [json.dumps({**identity, **row}, sort_keys=True, default=_json_default) for row in rows]
     (work / "scores.jsonl").write_text("\n".join(lines) + "\n")
-    return {"n_rows": len(rows)}
+    return {"n_rows": len(rows), "skipped_families": skipped_families(trial)}
+
+
+def skipped_families(trial: Trial) -> dict[str, str]:
+    """Selected families that do not apply to the trial, each with the reason (recorded in meta.json)."""
+    skipped = {}
+    for name in trial.config["metrics"]["select"]:
+        family = METRIC_FAMILIES.get(name)
+        if family.needs_videos and not trial.config["generate"]["enabled"]:
+            skipped[name] = "nothing is rendered (generate.enabled: false)"
+        elif family.needs_embeddings and trial.config.get("baseline") in FRAME_BASELINES:
+            skipped[name] = f"{trial.config['baseline']} renders frames directly: it has no embeddings to score"
+    return skipped
 
 
 def score_trial(scoring: TrialScoring) -> list[dict[str, Any]]:
-    """Rows of every selected family, in the order of metrics.select; video families need rendered videos."""
+    """Rows of every selected family that applies (see skipped_families), in the order of metrics.select."""
 
     trial = scoring.trial
-    rendered = bool(trial.config["generate"]["enabled"])
+    skipped = skipped_families(trial)
     rows: list[dict[str, Any]] = []
     for name in trial.config["metrics"]["select"]:
         family = METRIC_FAMILIES.get(name)
-        if family.needs_videos and not rendered:
+        if name in skipped:
             continue
         try:
             rows += family.compute(scoring.videos if family.needs_videos else [], scoring)
