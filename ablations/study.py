@@ -38,7 +38,7 @@ CONTROLS = ("text_blind",)
 # The control's overrides on top of the variant it copies.
 CONTROL_OVERRIDES: dict[str, dict[str, Any]] = {"text_blind": {"model.text_input": "constant"}}
 # Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
-HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
+HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime", "caption_sampling")
 # Rollout keys the harness decides: the mode per use (generate.mode; scoring uses step and chain), the time grid
 # from generate.frames/dt. Kept out of the trial config, so they never change a stage hash without effect.
 HARNESS_ROLLOUT_KEYS = ("mode", "frames", "dt")
@@ -70,6 +70,10 @@ class DataConfig:
     test_fraction: float = 0.0  # share of videos held out for the reported scores (0: none, scores fall back to val)
     unseen_fraction: float = 0.0  # share of caption groups held out entirely (the test_unseen split)
     prior_noise: float = 0.1  # synthetic fair world only: noise of the prior start embedding
+    # How training uses a video's several captions (MSR-VTT: 20): "one" (the first), "all" (one training record
+    # per caption) or "sampled" (one caption per video per epoch, drawn from the training seed). Held-out videos
+    # (val, test) always keep their first caption, so scores are comparable across policies. ablations.stages.encode
+    captions_per_video: Literal["one", "all", "sampled"] = "one"
 
 
 @dataclass
@@ -314,6 +318,11 @@ def _check_components(spec: StudyFile) -> None:
     options = BACKENDS.get(spec.backend.name).options_class()
     spec.backend.options = to_dict(from_dict(options, spec.backend.options, "backend.options"))
     _check_frame_baselines(spec)
+    if spec.data.captions_per_video != "one" and SOURCES.get(spec.data.source).store is not None:
+        raise StudyError(f"data.captions_per_video: {spec.data.captions_per_video!r} needs captioned videos; the "
+                         f"{spec.data.source!r} source writes its store itself (use 'one')")
+    if spec.evaluation is not None and spec.evaluation.captions_per_video != "one":
+        raise StudyError("evaluation.captions_per_video: the evaluation set is never trained on; remove the key")
 
 
 def _check_frame_baselines(spec: StudyFile) -> None:
@@ -459,6 +468,14 @@ def _check_starts(generate: dict, at: str) -> None:
                          f"use generate.mode with the prompt set {generate['prompts']!r}")
 
 
+def data_section(data: DataConfig) -> dict:
+    """The data section of a trial config; captions_per_video only when not "one", so older trials keep their ids."""
+    section = to_dict(data)
+    if section["captions_per_video"] == "one":
+        del section["captions_per_video"]
+    return section
+
+
 def expand_trials(spec: StudyFile) -> list[Trial]:
     """Baselines first (once: they are deterministic), then every variant and control × seed.
 
@@ -473,13 +490,13 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
         if name not in BASELINES:
             raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(BASELINES)}")
     shared = {
-        "data": to_dict(spec.data),
+        "data": data_section(spec.data),
         "backend": to_dict(spec.backend),
         "study_seed": spec.study_seed,
         "resources": to_dict(spec.resources),
     }
     if spec.evaluation is not None:  # only when set, so studies without one keep their trial ids
-        shared["evaluation"] = to_dict(spec.evaluation)
+        shared["evaluation"] = data_section(spec.evaluation)
     trials: list[Trial] = []
     base_config = _resolve_spliter(spec, "<shared>", {})
     for name in spec.baselines:
