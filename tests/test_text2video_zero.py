@@ -78,3 +78,23 @@ def test_a_missing_or_incomplete_folder_is_named_with_the_fix(tmp_path: Path, fo
 def test_settings_out_of_range_are_refused_naming_the_key(settings: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         Text2VideoZeroConfig(**{"folder": "models/sd15", **settings})
+
+
+def test_a_stable_diffusion_folder_with_its_pndm_scheduler_loads_with_ddim(tmp_path: Path) -> None:
+    """The hub's SD-1.5 layout: model_index.json of StableDiffusionPipeline, a PNDM scheduler, a feature extractor."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPImageProcessor
+
+    from spliter.baselines.text2video_zero import random_pipeline
+
+    tiny = random_pipeline(seed=1)
+    pndm = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                         steps_offset=1, set_alpha_to_one=False)
+    StableDiffusionPipeline(vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=tiny.unet,
+                            scheduler=pndm, safety_checker=None, feature_extractor=CLIPImageProcessor(),
+                            requires_safety_checker=False).save_pretrained(str(tmp_path / "sd15"))
+    assert json.loads((tmp_path / "sd15" / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    loaded = Text2VideoZero.from_folder(Text2VideoZeroConfig(folder=str(tmp_path / "sd15"), steps=3, guidance=3.0,
+                                                             t0=0, t1=2), device="cpu")
+    assert type(loaded.pipe.scheduler).__name__ == "DDIMScheduler"
+    assert loaded.render("a cat", frames=3, size=16, seed=0).shape == (3, 16, 16, 3)
