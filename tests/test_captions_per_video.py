@@ -99,8 +99,9 @@ def corpus(tmp_path_factory) -> Path:
         writer = csv.DictWriter(handle, fieldnames=["video_id", "caption"])
         writer.writeheader()
         for row in rows:
-            for suffix in ("", ", seen again", ", once more"):
-                writer.writerow({"video_id": row["video_id"], "caption": row["caption"] + suffix})
+            # Two more captions that share no words with the first (so a prior must hold them to retrieve them).
+            for caption in (row["caption"], f"take one of clip {row['video_id']}", f"take two of clip {row['video_id']}"):
+                writer.writerow({"video_id": row["video_id"], "caption": caption})
     return root
 
 
@@ -144,3 +145,26 @@ def test_the_policy_is_validated_and_one_keeps_trial_ids(tmp_path: Path, corpus:
     (tmp_path / "y.yaml").write_text(yaml.safe_dump(synthetic))
     with pytest.raises(StudyError, match="writes its store itself"):
         load_study(tmp_path / "y.yaml")
+
+
+def test_a_retrieval_prior_fitted_at_encode_equals_its_refit_from_the_store_under_all(tmp_path: Path,
+                                                                                      corpus: Path) -> None:
+    """pixel-linear's prior is fitted on the train records before encoding and refitted from the store later:
+    with a record per caption both must hold the same (caption, first frame) pairs."""
+    import torch
+
+    from spliter.backends import make_backend
+
+    spec = study(corpus, captions_per_video="all")
+    spec["backend"] = {"name": "pixel-linear", "encode_size": 32, "guidance": 1.0}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["encode", str(path), "--out", str(tmp_path / "runs")]) == 0
+    (store_dir,) = (tmp_path / "runs" / "captions" / "encode").glob("*/store")
+    store = EmbeddingStore.open(store_dir)
+    train = store.split("train")
+    assert any(r.video_id != base_video_id(r.video_id) for r in train)
+    refit = make_backend("pixel-linear", device="cpu")
+    assert refit.fit_prior_from_store(store, ("train",)) == len(train)
+    prior, _ = refit.prior([r.caption for r in train], [0] * len(train), 2, 1.0)
+    torch.testing.assert_close(prior, torch.stack([r.prior_embed for r in train]), atol=2e-3, rtol=0)

@@ -63,10 +63,10 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     listing = source.videos(data, work)
     backend_cfg = trial.config["backend"]
     backend = resources.backend(trial)
-    splits = held_out_splits(listing.videos, data)
-    if hasattr(backend, "fit_prior"):
-        fit_retrieval_prior(backend, listing.videos, data, backend_cfg["encode_size"], splits)
-    entries, splits = caption_records(listing.videos, data, splits)
+    # The store's records: a video, or one per caption of a train video (data.captions_per_video).
+    entries, splits = caption_records(listing.videos, data, held_out_splits(listing.videos, data))
+    if hasattr(backend, "fit_prior"):  # on the train records, the pairs a later refit from the store sees
+        fit_retrieval_prior(backend, entries, data, backend_cfg["encode_size"], splits)
     files = {v.video_id: _file_facts(v.path, work) for v in entries}
     previous = _previous_store(work, trial)
     carried = _reusable(previous, entries, files) if previous is not None else {}
