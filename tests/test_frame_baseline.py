@@ -90,19 +90,25 @@ def test_the_report_shows_it_next_to_the_variants_and_says_why_embedding_cells_a
 
 
 def test_store_prompts_give_it_paired_rows_under_the_variants_prior_start_names(tmp_path: Path, folder: Path) -> None:
-    spec = micro(folder, prompts="store:test", start=["true", "prior"])
+    spec = micro(folder, prompts="store:test", start=["true", "prior"], modes=["step", "chain"])
     spec["data"]["test_fraction"] = 0.25
     spec["metrics"]["select"] = ["pixel_motion", "paired"]
     spec["seeds"] = [0]
     assert main(["run", str(write(tmp_path / "s.yaml", spec)), "--out", str(tmp_path / "runs"), "--no-report"]) == 0
     root = tmp_path / "runs" / "t2vz"
     entries = index_of(root, T2VZ)
-    assert entries and {(e["start"], e["mode"]) for e in entries} == {("prior", "step")}
+    assert {(e["start"], e["mode"]) for e in entries} == {("prior", "step"), ("prior", "chain")}
     assert all("truth_npz" in e for e in entries)
+    files = {e["npz"] for e in entries}
+    assert len(entries) == 2 * len(files)  # one rendered file per video, indexed under each mode
+    assert sum("gif" in e for e in entries) == len(files)  # shown once
     scores = pd.read_parquet(root / "results" / "scores.parquet")
-    ours = set(scores.loc[(scores["variant"] == T2VZ) & scores["metric"].str.contains("start="), "metric"])
-    assert ours and all("step,start=prior,split=test" in m for m in ours)
-    assert ours <= set(scores.loc[scores["variant"] == "base", "metric"])
+    ours = scores[scores["variant"] == T2VZ]
+    assert (ours["metric"] == "pixel_motion[mad255]").sum() == len(files)  # each file scored once
+    paired = set(ours.loc[ours["metric"].str.contains("start="), "metric"])
+    assert {m for m in paired if "step,start=prior,split=test" in m} and {m for m in paired if "chain,start=prior" in m}
+    assert all("start=prior,split=test" in m for m in paired)
+    assert paired <= set(scores.loc[scores["variant"] == "base", "metric"])
 
 
 def test_a_missing_folder_is_refused_before_any_work_naming_it_and_plan_still_works(tmp_path: Path, capsys) -> None:

@@ -4,10 +4,11 @@ Same prompts, seeds, frames, size and files as the Spliter variants (ablations.s
 prompt and sample, gen_seed = derive_seed(study_seed, prompt id, sample) seeds the pipeline, and the frames
 go through `write_video` with the same index fields. Store prompts (`store:<split>`) are rendered from the
 caption only, so their entries carry start "prior" (nothing of the true video is used, as for the Spliter's
-prior start); the method has no rollout mode, so its one video per prompt and sample is indexed once per mode
-of generate.modes (the same frames), which gives its paired rows the metric names of the variants' rows
+prior start); the method has no rollout mode, so its one video per prompt and sample (one .npz) is indexed
+once per mode of generate.modes, which gives its paired rows the metric names of the variants' rows
 (`...,<mode>,start=prior,split=<split>]`). A `start: [true]`-only study therefore has no paired row of it to
-compare; frame families without a protocol in their names see each copy (equal values, so equal means).
+compare. Families whose rows do not name the protocol score each rendered file once
+(ablations.stages.score.TrialScoring.rendered_videos), so the copies never weigh in a mean or an FVD set.
 """
 
 from __future__ import annotations
@@ -84,11 +85,13 @@ def _store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work: Pa
         for sample_idx in range(gen["samples_per_prompt"]):
             gen_seed = derive_seed(trial.config["study_seed"], record.video_id, sample_idx)
             frames = model.render(record.caption, gen["frames"], gen["size"], gen_seed)
+            made = _record(trial, model, record.video_id, record.caption, sample_idx, gen_seed) | {
+                "start": PRIOR_START, "modes": modes}
+            written = write_video(work / "videos", f"{record.video_id}-{sample_idx}-{PRIOR_START}", frames, made, gen,
+                                  shown)
             for mode in modes:
+                # One file per video; the entries of the other modes name it without the files people look at.
                 display = shown and mode == modes[0]
-                made = _record(trial, model, record.video_id, record.caption, sample_idx, gen_seed) | {
-                    "start": PRIOR_START, "mode": mode}
-                stem = f"{record.video_id}-{sample_idx}-{PRIOR_START}-{mode}"
-                index.append(write_video(work / "videos", stem, frames, made, gen, display)
-                             | store_entry(record, sample_idx, gen_seed, PRIOR_START, mode, split, truth, display))
+                fields = written if display else {k: v for k, v in written.items() if k not in ("gif", "mp4")}
+                index.append(fields | store_entry(record, sample_idx, gen_seed, PRIOR_START, mode, split, truth, display))
     return index

@@ -56,8 +56,9 @@ def score_trial(scoring: TrialScoring) -> list[dict[str, Any]]:
         family = METRIC_FAMILIES.get(name)
         if name in skipped:
             continue
+        videos = (scoring.videos if family.protocol_rows else scoring.rendered_videos) if family.needs_videos else []
         try:
-            rows += family.compute(scoring.videos if family.needs_videos else [], scoring)
+            rows += family.compute(videos, scoring)
         except ValueError as err:
             raise ValueError(f"trial {trial.trial_id}, metric family {name!r}: {err}") from err
     if not rows:
@@ -74,14 +75,28 @@ class TrialScoring:
         self.device = resources.device
 
     @cached_property
+    def _index(self) -> list[dict[str, Any]]:
+        return json.loads((stage_dir(self.ctx, self.trial, "generate") / "videos.json").read_text())
+
+    @cached_property
     def videos(self) -> list[Any]:
-        """The generated videos with their identity, from the lossless frames."""
+        """Every entry of the generated-video index with its identity and protocol, from the lossless frames."""
         gen_dir = stage_dir(self.ctx, self.trial, "generate")
-        index = json.loads((gen_dir / "videos.json").read_text())
         return [GeneratedSample(item["prompt_id"], item["sample_idx"], item["gen_seed"], item["prompt"],
                                 load_frames(gen_dir / item["npz"]),
                                 truth=load_frames(gen_dir / item["truth_npz"]) if "truth_npz" in item else None,
-                                protocol=generation_protocol(item)) for item in index]
+                                protocol=generation_protocol(item)) for item in self._index]
+
+    @cached_property
+    def rendered_videos(self) -> list[Any]:
+        """The videos once per rendered file: a frame baseline indexes one file under each mode (stages.frame_baseline)."""
+        seen: set[str] = set()
+        once = []
+        for item, video in zip(self._index, self.videos, strict=True):
+            if item["npz"] not in seen:
+                seen.add(item["npz"])
+                once.append(video)
+        return once
 
     def rollouts(self) -> dict[str, Any]:
         return {mode: self.resources.rollout(self.trial, mode) for mode in ("step", "chain")}
