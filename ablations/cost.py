@@ -10,14 +10,17 @@ what it decodes now (ablations.stages.decodes): `static` once per video when the
 (the start embedding, in every rollout mode) once per prompt and sample across all trials with equal
 generation settings. A "store:<split>" prompt set is counted as no videos: its size is known only after encode
 (a finished run's own counts are printed from its run folder instead).
+A baseline that renders frames with its own model (text2video_zero: Stable Diffusion 1.5) is another model whose
+per-step cost is not measured here: its videos are counted, its images are left out of the decode and FLOP
+figures, and `plan --cost` says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ablations.study import Study, Trial, load_prompts, stable_hash
+from ablations.study import FRAME_BASELINES, Study, Trial, load_prompts, stable_hash
 
 UNET_CFG_STEP_TFLOP_512 = 1.66  # one UNet step over the conditional + unconditional pair
 MOVQ_DECODE_TFLOP_512 = 1.86  # one MoVQ decode of the latent to pixels
@@ -41,12 +44,14 @@ GPU_PEAK_TFLOPS: dict[str, float] = {
 class GenerateCost:
     """Frames, decoded images and FLOPs of a study's generate stages, with and without deduplication."""
 
-    trials: int  # trials that render videos
-    videos: int  # generated videos over all trials
+    trials: int  # trials that render videos with the study's backend
+    videos: int  # videos those trials generate
     frames: int  # frames of those videos: the decodes without deduplication
     decodes: int  # unique (embedding, negative, noise) decodes among them: what the generate stage decodes
     flops: float  # FLOPs of the decodes
     frame_flops: float  # FLOPs of decoding every frame
+    # frame-rendering baselines (own model, not in the figures above): name -> videos they generate
+    other_models: dict[str, int] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -66,14 +71,16 @@ def decode_flops(generate: dict) -> float:
 
 def generate_cost(study: Study) -> GenerateCost:
     """Count every trial's frames and unique decodes (see the module docstring)."""
-    trials = [t for t in study.trials if t.config["generate"]["enabled"]]
+    rendering = [t for t in study.trials if t.config["generate"]["enabled"]]
+    trials = [t for t in rendering if t.config.get("baseline") not in FRAME_BASELINES]
+    other = {t.variant: _n_videos(t) for t in rendering if t.config.get("baseline") in FRAME_BASELINES}
     videos = frames = decodes = 0
     flops = frame_flops = 0.0
     seen_baselines: set[str] = set()
     shared_first: set[str] = set()
     for trial in trials:
         gen = trial.config["generate"]
-        n_videos = len(load_prompts(gen)[0]) * gen["samples_per_prompt"]
+        n_videos = _n_videos(trial)
         per = decode_flops(gen)
         videos += n_videos
         frames += n_videos * gen["frames"]
@@ -81,7 +88,12 @@ def generate_cost(study: Study) -> GenerateCost:
         unique = _unique_decodes(trial, n_videos, seen_baselines, shared_first)
         decodes += unique
         flops += unique * per
-    return GenerateCost(len(trials), videos, frames, decodes, flops, frame_flops)
+    return GenerateCost(len(trials), videos, frames, decodes, flops, frame_flops, other)
+
+
+def _n_videos(trial: Trial) -> int:
+    gen = trial.config["generate"]
+    return len(load_prompts(gen)[0]) * gen["samples_per_prompt"]
 
 
 def _unique_decodes(trial: Trial, n_videos: int, seen_baselines: set[str], shared_first: set[str]) -> int:
@@ -106,6 +118,9 @@ def format_cost(study: Study, root: Path | None = None) -> str:
     if not cost.trials:
         return f"{study.name}: generate is disabled, nothing is decoded"
     lines = [f"{study.name}: generate of {cost.trials} trials, {cost.videos} videos"]
+    for name, n_videos in cost.other_models.items():
+        lines.append(f"  + {name}: 1 trial, {n_videos} videos with its own model (not in the figures below: "
+                     "its per-step cost is not measured here)")
     if not study.spec.backend.name.startswith("kandinsky22"):
         lines.append(f"  (the figures are Kandinsky 2.2's at this size; backend {study.spec.backend.name!r} is another "
                      "model, so only the decode counts apply to it)")

@@ -81,6 +81,19 @@ def backend_checks(study: Study) -> list[Check]:
     return [Check("backend", False, line) for line in missing] + memory_checks(study)
 
 
+def frame_baseline_checks(study: Study) -> list[Check]:
+    """The weights folder of each baseline that renders frames itself (text2video_zero: a local SD-1.5 folder)."""
+    from spliter.baselines.text2video_zero import folder_problems
+
+    if "text2video_zero" not in study.spec.baselines:
+        return []
+    folder = (study.spec.text2video_zero or {}).get("folder")
+    found = folder_problems(folder)
+    if found:
+        return [Check("text2video_zero", False, line) for line in found]
+    return [Check("text2video_zero", True, f"Stable Diffusion 1.5 folder {Path(folder).expanduser()}")]
+
+
 def visible_gpu_bytes() -> tuple[str, int] | None:
     """(name, total bytes) of the first visible CUDA device, or None."""
     import torch
@@ -194,7 +207,7 @@ def study_checks(study: Study) -> list[Check]:
     data, prompts = data_checks(study), prompt_checks(study)
     # A leak is looked for once the corpora and the prompts can be read.
     leakage = [] if problems(data + prompts) else leakage_checks(study)
-    return data + leakage + backend_checks(study) + metric_checks(study) + prompts
+    return data + leakage + backend_checks(study) + frame_baseline_checks(study) + metric_checks(study) + prompts
 
 
 def problems(checks: list[Check]) -> list[Check]:

@@ -23,7 +23,7 @@ from ablations.schema import to_dict
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.plan import STAGES, applies, stage_dir, stage_hash
-from ablations.study import Study, load_prompts, stable_hash
+from ablations.study import FRAME_BASELINES, Study, load_prompts, stable_hash
 from ablations.verdicts import judge, write_verdicts
 from metrics.schema import (
     CURVE_COLUMNS,
@@ -174,6 +174,8 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
         "device": ", ".join(devices) or "unknown",
         "variant_order": study.variant_order(),
         "baselines": list(spec.baselines),
+        # Baselines that render frames directly (no embeddings): the report says why their embedding cells are empty.
+        "frame_baselines": [name for name in spec.baselines if name in FRAME_BASELINES],
         "headline_metric": spec.headline_metric,
         # Matrix axis -> level names in file order; the first level is the axis's reference (docs/results.md).
         "axes": study.axes,

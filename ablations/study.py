@@ -30,12 +30,16 @@ from ablations.schema import StudyError, from_dict, set_dotted, to_dict
 from ablations.validation import validate_study
 
 STUDIES_DIR = Path(__file__).parent / "studies"
-BASELINES = ("static", "mean_motion")
+# Baselines that are rollouts of embeddings (decoded by the study's backend, scored like the variants) and
+# baselines that render frames directly from the caption (no embeddings: embedding-space metrics skip them).
+ROLLOUT_BASELINES = ("static", "mean_motion")
+FRAME_BASELINES = ("text2video_zero",)
+BASELINES = ROLLOUT_BASELINES + FRAME_BASELINES
 CONTROLS = ("text_blind",)
 # The control's overrides on top of the variant it copies.
 CONTROL_OVERRIDES: dict[str, dict[str, Any]] = {"text_blind": {"model.text_input": "constant"}}
 # Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
-HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime")
+HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime", "caption_sampling")
 # Rollout keys the harness decides: the mode per use (generate.mode; scoring uses step and chain), the time grid
 # from generate.frames/dt. Kept out of the trial config, so they never change a stage hash without effect.
 HARNESS_ROLLOUT_KEYS = ("mode", "frames", "dt")
@@ -67,6 +71,10 @@ class DataConfig:
     test_fraction: float = 0.0  # share of videos held out for the reported scores (0: none, scores fall back to val)
     unseen_fraction: float = 0.0  # share of caption groups held out entirely (the test_unseen split)
     prior_noise: float = 0.1  # synthetic fair world only: noise of the prior start embedding
+    # How training uses a video's several captions (MSR-VTT: 20): "one" (the first), "all" (one training record
+    # per caption) or "sampled" (one caption per video per epoch, drawn from the training seed). Held-out videos
+    # (val, test) always keep their first caption, so scores are comparable across policies. ablations.stages.encode
+    captions_per_video: Literal["one", "all", "sampled"] = "one"
 
 
 @dataclass
@@ -188,7 +196,10 @@ class StudyFile:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # axis -> level -> overrides; the product of all axes becomes variants named by their non-default levels
     matrix: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    baselines: list[str] = field(default_factory=lambda: list(ROLLOUT_BASELINES))
+    # The text2video_zero baseline's settings (spliter.baselines.text2video_zero.Text2VideoZeroConfig: folder,
+    # steps, guidance, motion_field_strength_x/y, t0, t1, dtype); required when `baselines` lists it.
+    text2video_zero: dict[str, Any] | None = None
     # The evaluation set (same keys as data, a data source with videos): FVD's reference clips, and videos the
     # training corpus must not contain (ablations.leakage). None: the training store's validation split.
     evaluation: DataConfig | None = None
@@ -312,6 +323,42 @@ def _check_components(spec: StudyFile) -> None:
                              f"(choose from {list(METRIC_FAMILIES.names())}; docs/extending.md adds one)")
     options = BACKENDS.get(spec.backend.name).options_class()
     spec.backend.options = to_dict(from_dict(options, spec.backend.options, "backend.options"))
+    _check_frame_baselines(spec)
+    if spec.data.captions_per_video != "one" and SOURCES.get(spec.data.source).store is not None:
+        raise StudyError(f"data.captions_per_video: {spec.data.captions_per_video!r} needs captioned videos; the "
+                         f"{spec.data.source!r} source writes its store itself (use 'one')")
+    if spec.evaluation is not None and spec.evaluation.captions_per_video != "one":
+        raise StudyError("evaluation.captions_per_video: the evaluation set is never trained on; remove the key")
+
+
+def _check_frame_baselines(spec: StudyFile) -> None:
+    """text2video_zero: its section is validated and completed in place; it renders, so the study must score videos.
+
+    Its folder is not looked at here (`plan` works without the weights): `doctor` and the preflight of `run`
+    refuse a missing folder before any work, naming it and the fix (ablations.doctor.frame_baseline_checks).
+    """
+    from metrics.families import METRIC_FAMILIES
+    from spliter.baselines.text2video_zero import Text2VideoZeroConfig
+
+    wanted = "text2video_zero" in spec.baselines
+    if not wanted:
+        if spec.text2video_zero is not None:
+            raise StudyError("text2video_zero: settings given but `baselines` does not list text2video_zero; "
+                             "add it to baselines or remove the section")
+        return
+    if spec.text2video_zero is None:
+        raise StudyError("text2video_zero: the baseline needs its section, at least "
+                         "`text2video_zero: {folder: <local Stable Diffusion 1.5 folder>}`")
+    spec.text2video_zero = to_dict(from_dict(Text2VideoZeroConfig, spec.text2video_zero, "text2video_zero"))
+    gen = spec.generate
+    if not gen.enabled:
+        raise StudyError("baselines: text2video_zero only renders videos; set generate.enabled: true or drop it")
+    if gen.frames < 2 or gen.size % 8:
+        raise StudyError(f"generate: text2video_zero needs frames >= 2 and a size that is a multiple of 8 "
+                         f"(got frames={gen.frames}, size={gen.size})")
+    if not any(METRIC_FAMILIES.get(name).needs_videos for name in spec.metrics.select):
+        raise StudyError(f"metrics.select: {spec.metrics.select} scores no videos, and text2video_zero has only "
+                         "videos (no embeddings); add pixel_motion, clip, fvd, fid or paired")
 
 
 def matrix_axes(spec: StudyFile) -> dict[str, list[str]]:
@@ -427,8 +474,20 @@ def _check_starts(generate: dict, at: str) -> None:
                          f"use generate.mode with the prompt set {generate['prompts']!r}")
 
 
+def data_section(data: DataConfig) -> dict:
+    """The data section of a trial config; captions_per_video only when not "one", so older trials keep their ids."""
+    section = to_dict(data)
+    if section["captions_per_video"] == "one":
+        del section["captions_per_video"]
+    return section
+
+
 def expand_trials(spec: StudyFile) -> list[Trial]:
-    """Baselines first (once: they are deterministic), then every variant and control × seed."""
+    """Baselines first (once: they are deterministic), then every variant and control × seed.
+
+    text2video_zero runs once too: its weights are frozen and each video is seeded by the generation seed
+    (derive_seed of the study seed, prompt and sample), which no training seed changes.
+    """
     if not spec.seeds:
         raise StudyError("seeds: give at least one training seed")
     if len(set(spec.seeds)) != len(spec.seeds):
@@ -437,13 +496,13 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
         if name not in BASELINES:
             raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(BASELINES)}")
     shared = {
-        "data": to_dict(spec.data),
+        "data": data_section(spec.data),
         "backend": to_dict(spec.backend),
         "study_seed": spec.study_seed,
         "resources": to_dict(spec.resources),
     }
     if spec.evaluation is not None:  # only when set, so studies without one keep their trial ids
-        shared["evaluation"] = to_dict(spec.evaluation)
+        shared["evaluation"] = data_section(spec.evaluation)
     trials: list[Trial] = []
     base_config = _resolve_spliter(spec, "<shared>", {})
     for name in spec.baselines:
@@ -459,6 +518,8 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
             "metrics": base_config["metrics"],
             "deterministic": True,
         }
+        if name == "text2video_zero":
+            config["text2video_zero"] = spec.text2video_zero
         # Deterministic: the same numbers for every training seed, so one trial (no fake seeds).
         trials.append(Trial(spec.study, name, spec.seeds[0], "baseline", {**config, "seed": spec.seeds[0]}, {}))
     variants = _variants(spec)

@@ -39,6 +39,11 @@ class MetricFamily:
     compute: Callable[[Sequence[GeneratedSample], ScoreContext], Rows]  # (videos, context) -> score rows
     needs_videos: bool  # scored on generated videos: not applicable when a study renders none
     description: str  # one line for docs and errors
+    # scored on the trial's embedding rollouts: not applicable to a baseline that renders frames directly
+    needs_embeddings: bool = False
+    # rows named by each video's protocol (mode, start, split): scores every index entry, also entries that
+    # name one rendered file under several protocols; the other families score each rendered file once
+    protocol_rows: bool = False
 
 
 METRIC_FAMILIES: Registry[MetricFamily] = Registry("metric family")
@@ -91,7 +96,7 @@ def _paired(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
 
 
 METRIC_FAMILIES.register("embedding", MetricFamily(
-    _embedding, needs_videos=False,
+    _embedding, needs_videos=False, needs_embeddings=True,
     description="held-out embedding accuracy in step and chain mode, both starts, own and shuffled text, per split"))
 METRIC_FAMILIES.register("pixel_motion", MetricFamily(
     lambda videos, ctx: pixel_motion_rows(videos), needs_videos=True,
@@ -104,5 +109,5 @@ METRIC_FAMILIES.register("fvd", MetricFamily(
 METRIC_FAMILIES.register("fid", MetricFamily(
     _fid, needs_videos=True, description="frame FID against the data source's real clips (metrics.fid.FrameFID)"))
 METRIC_FAMILIES.register("paired", MetricFamily(
-    _paired, needs_videos=True,
+    _paired, needs_videos=True, protocol_rows=True,
     description="PSNR/SSIM per frame, their slope, change cosine and motion ratio against the true video"))

@@ -262,6 +262,19 @@ OVERVIEW_CAPTION = (
     "Means over seeds (intervals in the full table); ★ best reliable variant of the column, ⚠ flagged unreliable "
     "(e.g. a Fréchet distance with n ≤ feature dimension)."
 )
+
+
+def frame_baseline_note(study: dict) -> str:
+    """Why the embedding cells of frame-rendering baselines (study.json `frame_baselines`) are empty; "" if none."""
+    names = study.get("frame_baselines") or []
+    if not names:
+        return ""
+    return (f"{', '.join(f'`{name}`' for name in names)} render{'s' if len(names) == 1 else ''} frames directly from "
+            "the caption, with no embeddings: embedding-space metrics (embed_*) have no value for "
+            f"{'it' if len(names) == 1 else 'them'} (— in the overview, no row in the full table); "
+            f"{'its' if len(names) == 1 else 'their'} video metrics use the same prompts, generation seeds, frames and size as the variants.")
+
+
 ABLATION_COLUMNS = ("switch", "diff", "diff_low", "diff_high", "n", "interval",
                     "steps before", "steps after", "train s before", "train s after")
 

@@ -178,12 +178,16 @@ def encode_videos(
             todo.append(video)
         seen.add(video.video_id)
     encoded = 0
+    # Entries of one video file in a row (its captions as separate records) share its decoded frames.
+    last: tuple[Path, VideoClip] | None = None
     with store, tqdm(total=len(todo), desc="encode", unit="video", disable=not progress) as bar:
         for batch in _chunks(todo, batch_size):
             loaded = []
             for video in batch:
                 try:
-                    loaded.append((video, load_frames(video, frames, fps, size)))
+                    if last is None or last[0] != Path(video.path):
+                        last = (Path(video.path), load_frames(video, frames, fps, size))
+                    loaded.append((video, last[1]))
                 except VideoError as error:
                     skipped.append((video.video_id, str(error)))
                     continue
@@ -212,8 +216,9 @@ def _encode_batch(
     captions = [video.caption for video, _ in loaded]
     text_hidden, text_embed = backend.encode_text(captions)
     prior_embed, negative = backend.prior(captions, [prior_seed] * len(captions), prior_steps, guidance)
-    counts = [len(clip) for _, clip in loaded]
-    frame_embeds = backend.encode_frames(np.concatenate([clip.frames for _, clip in loaded])).split(counts)
+    clips = list({id(clip): clip for _, clip in loaded}.values())  # a clip shared by several entries once
+    embeds = backend.encode_frames(np.concatenate([clip.frames for clip in clips])).split([len(c) for c in clips])
+    frame_embeds = {id(clip): e for clip, e in zip(clips, embeds, strict=True)}
     for i, (video, clip) in enumerate(loaded):
         store.add(
             video.video_id,
@@ -221,7 +226,7 @@ def _encode_batch(
             text_hidden[i],
             text_embed[i],
             prior_embed[i],
-            frame_embeds[i],
+            frame_embeds[id(clip)],
             torch.from_numpy(clip.times),
             split=split_of(video.video_id),
             negative_prior_embed=negative[i],

@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 
 from spliter.atomic import atomic_path, write_atomic
 from spliter.backends.base import resolve_device
+from spliter.data.datasets import CAPTION_SEP, base_video_id, sampled_caption
 from spliter.data.splits import train_val_records
 from spliter.losses import LOSSES, make_loss
 from spliter.models import Spliter, SpliterConfig, save_spliter
@@ -118,6 +119,9 @@ class TrainConfig:
     checkpoint_every: int = 0
     stop_after_steps: int | None = None
     eval_batch_size: int = 256
+    # One caption record per video per epoch, drawn from (seed, epoch, video) (data.captions_per_video: sampled;
+    # records of one video are "<id>" and "<id>#c<i>", spliter.data.datasets.caption_record_id); False: every record
+    caption_sampling: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.regime, dict):
@@ -273,16 +277,34 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def epoch_batches(
-    times: Sequence[np.ndarray], regime: RegimeConfig, time_scale: float, seed: int, epoch: int, batch_size: int
+    times: Sequence[np.ndarray], regime: RegimeConfig, time_scale: float, seed: int, epoch: int, batch_size: int,
+    active: Sequence[int] | None = None,
 ) -> list[list[tuple[int, Example]]]:
-    """The epoch's batches of (video index, example): a pure function of (seed, epoch) and the data."""
+    """The epoch's batches of (video index, example): a pure function of (seed, epoch) and the data.
+
+    ``active``: the indices of the videos (records) this epoch trains on; None: all of them.
+    """
     items: list[tuple[int, Example]] = []
-    for vi, t in enumerate(times):
+    for vi in range(len(times)) if active is None else active:
         rng = np.random.default_rng([seed, epoch, _VIDEO_STREAM, vi])
-        items += [(vi, e) for e in build_examples(t, regime, time_scale, rng)]
+        items += [(vi, e) for e in build_examples(times[vi], regime, time_scale, rng)]
     order = np.random.default_rng([seed, epoch, _SHUFFLE_STREAM]).permutation(len(items))
     shuffled = [items[i] for i in order]
     return [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
+
+
+def sampled_records(ids: Sequence[str], epoch: int, seed: int) -> list[int]:
+    """Per video (its caption records grouped by base id, in caption order), the index of the epoch's caption."""
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for index, record in enumerate(ids):
+        base = base_video_id(record)
+        caption = 0 if record == base else int(record[len(base) + len(CAPTION_SEP):])
+        groups.setdefault(base, []).append((caption, index))
+    chosen = []
+    for base, members in groups.items():
+        members.sort()
+        chosen.append(members[sampled_caption(base, len(members), epoch, seed)][1])
+    return sorted(chosen)
 
 
 # ----------------------------------------------------------------------------------------------- batch
@@ -582,7 +604,8 @@ class _Run:
 
     def batches(self, epoch: int) -> list[list[tuple[int, Example]]]:
         c = self.config
-        return epoch_batches(self.train_data.times, c.regime, self.time_scale, c.seed, epoch, c.batch_size)
+        active = sampled_records(self.train_data.ids, epoch, c.seed) if c.caption_sampling else None
+        return epoch_batches(self.train_data.times, c.regime, self.time_scale, c.seed, epoch, c.batch_size, active)
 
     def validate(self) -> float:
         c = self.config

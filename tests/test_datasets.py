@@ -319,7 +319,7 @@ def video_with(captions: tuple[str, ...], video_id: str = "v") -> CaptionedVideo
     return CaptionedVideo(video_id, captions[0], Path(f"{video_id}.mp4"), "test", captions=captions)
 
 
-def test_caption_policies_one_all_and_sample_per_epoch() -> None:
+def test_caption_policies_one_all_and_sampled_per_epoch() -> None:
     videos = [video_with(("a", "b", "c"), "v1"), video_with(("only",), "v2")]
     assert [(e.video_id, e.caption) for e in apply_caption_policy(videos, "one")] == [("v1", "a"), ("v2", "only")]
     every = apply_caption_policy(videos, "all")
@@ -327,11 +327,11 @@ def test_caption_policies_one_all_and_sample_per_epoch() -> None:
         ("v1", "a", "0"), ("v1", "b", "1"), ("v1", "c", "2"), ("v2", "only", "0"),
     ]  # fmt: skip
     assert all(e.captions == (e.caption,) for e in every) and videos[0].captions == ("a", "b", "c")
-    per_epoch = [apply_caption_policy(videos, "sample", epoch=k, seed=3)[0].caption for k in range(30)]
-    assert per_epoch == [apply_caption_policy(videos, "sample", epoch=k, seed=3)[0].caption for k in range(30)]
+    per_epoch = [apply_caption_policy(videos, "sampled", epoch=k, seed=3)[0].caption for k in range(30)]
+    assert per_epoch == [apply_caption_policy(videos, "sampled", epoch=k, seed=3)[0].caption for k in range(30)]
     assert set(per_epoch) == {"a", "b", "c"}  # every caption comes up over 30 epochs (a miss has p < 1e-4)
-    assert apply_caption_policy(videos, "sample", epoch=5)[1].caption == "only"
-    with pytest.raises(UnknownComponent, match="captions_per_video policy 'first'.*one, all, sample"):
+    assert apply_caption_policy(videos, "sampled", epoch=5)[1].caption == "only"
+    with pytest.raises(UnknownComponent, match="captions_per_video policy 'first'.*one, all, sampled"):
         apply_caption_policy(videos, "first")
 
 

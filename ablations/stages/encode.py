@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.resources import Resources
 from ablations.study import Trial, stable_hash
-from spliter.data.datasets import long_captions
+from spliter.data.datasets import caption_record_id, long_captions
 from spliter.data.splits import assign_splits
 from spliter.data.store import EmbeddingStore, StoreError
 from spliter.data.video import VideoError
@@ -63,23 +64,24 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
         return {"n_videos": len(store), "skipped": 0}
 
     listing = source.videos(data, work)
-    files = {v.video_id: _file_facts(v.path, work) for v in listing.videos}
     backend_cfg = trial.config["backend"]
     backend = resources.backend(trial)
-    splits = held_out_splits(listing.videos, data)
-    if hasattr(backend, "fit_prior"):
-        fit_retrieval_prior(backend, listing.videos, data, backend_cfg["encode_size"], splits)
+    # The store's records: a video, or one per caption of a train video (data.captions_per_video).
+    entries, splits = caption_records(listing.videos, data, held_out_splits(listing.videos, data))
+    if hasattr(backend, "fit_prior"):  # on the train records, the pairs a later refit from the store sees
+        fit_retrieval_prior(backend, entries, data, backend_cfg["encode_size"], splits)
+    files = {v.video_id: _file_facts(v.path, work) for v in entries}
     previous = _previous_store(work, trial)
-    carried = _reusable(previous, listing.videos, files) if previous is not None else {}
+    carried = _reusable(previous, entries, files) if previous is not None else {}
     target = work / "new" if carried else store_path
-    todo = [v for v in listing.videos if v.video_id not in carried]
+    todo = [v for v in entries if v.video_id not in carried]
     report = encode_videos(
         todo, backend, target, frames=data["frames"], fps=data["fps"], size=backend_cfg["encode_size"],
         prior_seed=backend_cfg["prior_seed"], prior_steps=backend_cfg["prior_steps"], guidance=backend_cfg["guidance"],
         val_fraction=data["val_fraction"], split_seed=data["split_seed"], progress=ctx.progress, splits=splits,
     )
     if carried:
-        _merge(store_path, previous, target, [v.video_id for v in listing.videos])
+        _merge(store_path, previous, target, [v.video_id for v in entries])
         log.warning("encode: %d video(s) reused from the previous encode, %d encoded again or anew",
                     len(carried), report.encoded)
     rotated = [{"video_id": v, "degrees": d} for v, d in report.rotated] + _carried_rotations(work, carried)
@@ -241,6 +243,36 @@ def held_out_splits(videos: list[Any], data: dict) -> dict[str, str] | None:
     groups = list(captions.values()) if data["unseen_fraction"] > 0 else None
     return assign_splits(list(captions), groups, val_fraction=data["val_fraction"], test_fraction=data["test_fraction"],
                          unseen_fraction=data["unseen_fraction"], seed=data["split_seed"])
+
+
+def caption_records(videos: list[Any], data: dict,
+                    splits: dict[str, str] | None) -> tuple[list[Any], dict[str, str] | None]:
+    """The entries encode_videos writes under data.captions_per_video, and their splits (None: hashed as before).
+
+    "one": the videos as listed (their first caption). "all" and "sampled": every caption of a *train* video
+    becomes its own store record (`caption_record_id`: "<video_id>#c<i>", the first keeps the id), in that
+    video's split, so no split separates a video's captions; the trainer uses them all, or ("sampled") one per
+    video per epoch (spliter.train). Held-out videos keep their first caption only: selection and scores are
+    comparable across policies, and each test video is rendered once.
+
+    Why records rather than a multi-caption record: the store's format and every reader stay as they are. The
+    cost is the text states (T x D per caption; MSR-VTT's 20 captions x 77 x 1280 fp16 is ~3.9 MB per video) and a
+    copy of the frame embeddings per caption; frames are decoded and encoded once per video (encode_videos
+    reuses a video's frames for its consecutive entries). The trainer holds the train records on its device,
+    so "all"/"sampled" on the full MSR-VTT train split (~130k records) needs that memory.
+    """
+    policy = data.get("captions_per_video", "one")
+    if policy == "one":
+        return list(videos), splits
+    entries, entry_splits = [], {}
+    for video in videos:
+        split = split_of(video.video_id, data, splits)
+        count = len(video.captions) if split == "train" else 1
+        for index, caption in enumerate(video.captions[:count]):
+            record = caption_record_id(video.video_id, index)
+            entries.append(replace(video, video_id=record, caption=caption, captions=(caption,)))
+            entry_splits[record] = split
+    return entries, entry_splits
 
 
 def fit_retrieval_prior(backend: Any, videos: list[Any], data: dict, size: int,

@@ -36,6 +36,8 @@ from ablations.stages.plan import stage_dir
 from ablations.stages.resources import Resources
 from ablations.study import Trial, load_prompts, store_prompt_split
 from reports.gifs import write_gif
+from spliter.data.datasets import CaptionedVideo
+from spliter.data.store import VideoRecord
 from spliter.data.video import write_mp4
 from spliter.pipeline import Prompt, RenderSettings, derive_seed, frame_seeds, render
 from spliter.pipeline import load_frames as read_clip
@@ -98,16 +100,9 @@ def write_video(folder: Path, stem: str, frames: np.ndarray, record: dict, gen: 
 
 def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work: Path, split: str) -> dict:
     """Render every video of the store's `split` from each start in generate.start, in each generate.modes."""
-    gen, data = trial.config["generate"], trial.config["data"]
-    store = resources.store(trial)
-    records = store.split(split)
-    if gen.get("max_prompts"):
-        records = records[: gen["max_prompts"]]
-    if not records:
-        raise ValueError(f"generate.prompts {gen['prompts']!r}: the store has no {split} videos; "
-                         f"set data.test_fraction > 0 (or use a jsonl prompt set)")
+    gen = trial.config["generate"]
+    records, listing = store_prompt_records(ctx, resources, trial, split)
     backend = resources.fitted_backend(trial)
-    listing = {v.video_id: v for v in SOURCES.get(data["source"]).videos(data, stage_dir(ctx, trial, "encode")).videos}
     settings = render_settings(trial)
     decoder = video_decoder(ctx, backend, settings)
     modes = list(gen.get("modes") or [gen["mode"]])
@@ -117,17 +112,9 @@ def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work:
     truth_dir.mkdir(parents=True, exist_ok=True)
     index = []
     for number, record in enumerate(records):
-        if record.video_id not in listing:
-            raise ValueError(f"store video {record.video_id!r} is not in data source {data['source']!r} any more; "
-                             "re-run the encode stage (--force)")
         frames = gen["frames"]
-        if len(record.frame_times) < frames:
-            raise ValueError(f"video {record.video_id}: generate.frames {frames} is more than its {len(record.frame_times)} "
-                             f"stored frames (data.frames); lower generate.frames")
-        truth = read_clip(listing[record.video_id], data["frames"], data["fps"], gen["size"]).frames[:frames]
         shown = number < DISPLAY_PROMPTS
-        truth_fields = write_video(truth_dir, record.video_id, truth, {"video_id": record.video_id, "truth": True}, gen,
-                                   display=shown)
+        truth_fields = write_truth(truth_dir, record, listing[record.video_id], trial, shown)
         times = (record.frame_times[:frames] - record.frame_times[0]).to(torch.float64)
         for sample_idx in range(gen["samples_per_prompt"]):
             gen_seed = derive_seed(settings.study_seed, record.video_id, sample_idx)
@@ -150,14 +137,49 @@ def run_store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work:
                             "checkpoint_hash": getattr(rollouts[mode], "checkpoint_hash", None),
                             "backend": backend.identity(), "study_seed": settings.study_seed}
                     display = shown and start == gen["start"][0] and mode == modes[0]
-                    index.append(write_video(videos, stem, pixels, made, gen, display) | {
-                        "prompt_id": record.video_id, "prompt": record.caption, "sample_idx": sample_idx,
-                        "gen_seed": gen_seed, "start": start, "mode": mode, "split": split,
-                        "truth_npz": truth_fields["npz"]} | ({"truth_gif": truth_fields["gif"]} if display else {}))
+                    index.append(write_video(videos, stem, pixels, made, gen, display)
+                                 | store_entry(record, sample_idx, gen_seed, start, mode, split, truth_fields, display))
     write_json(work / "videos.json", index)
     return {"n_videos": len(index), "prompt_set": gen["prompts"],
             "prompts_sha256": load_prompts(gen)[2], "starts": list(gen["start"]), "modes": modes,
             "decodes": decoder.write(work)}
+
+
+def store_prompt_records(ctx: RunContext, resources: Resources, trial: Trial,
+                         split: str) -> tuple[list[VideoRecord], dict[str, CaptionedVideo]]:
+    """The store's `split` videos to render (generate.max_prompts of them) and the data source's listing by id."""
+    gen, data = trial.config["generate"], trial.config["data"]
+    records = resources.store(trial).split(split)
+    if gen.get("max_prompts"):
+        records = records[: gen["max_prompts"]]
+    if not records:
+        raise ValueError(f"generate.prompts {gen['prompts']!r}: the store has no {split} videos; "
+                         f"set data.test_fraction > 0 (or use a jsonl prompt set)")
+    listing = {v.video_id: v for v in SOURCES.get(data["source"]).videos(data, stage_dir(ctx, trial, "encode")).videos}
+    for record in records:
+        if record.video_id not in listing:
+            raise ValueError(f"store video {record.video_id!r} is not in data source {data['source']!r} any more; "
+                             "re-run the encode stage (--force)")
+        if len(record.frame_times) < gen["frames"]:
+            raise ValueError(f"video {record.video_id}: generate.frames {gen['frames']} is more than its "
+                             f"{len(record.frame_times)} stored frames (data.frames); lower generate.frames")
+    return records, listing
+
+
+def write_truth(folder: Path, record: VideoRecord, video: CaptionedVideo, trial: Trial, display: bool) -> dict:
+    """The true video's first generate.frames frames (read from the source at generate.size), written once."""
+    gen, data = trial.config["generate"], trial.config["data"]
+    truth = read_clip(video, data["frames"], data["fps"], gen["size"]).frames[: gen["frames"]]
+    return write_video(folder, record.video_id, truth, {"video_id": record.video_id, "truth": True}, gen,
+                       display=display)
+
+
+def store_entry(record: VideoRecord, sample_idx: int, gen_seed: int, start: str, mode: str, split: str, truth: dict,
+                display: bool) -> dict:
+    """The index fields of a video rendered for a store prompt (the paired family reads truth_npz)."""
+    return {"prompt_id": record.video_id, "prompt": record.caption, "sample_idx": sample_idx, "gen_seed": gen_seed,
+            "start": start, "mode": mode, "split": split, "truth_npz": truth["npz"]} | (
+        {"truth_gif": truth["gif"]} if display else {})
 
 
 def save_frames(path: Path, frames: np.ndarray) -> None:

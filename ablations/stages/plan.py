@@ -42,6 +42,8 @@ def stage_config(trial: Trial, stage: str) -> dict:
         "study_seed": cfg["study_seed"],
         "version": STAGE_VERSIONS["generate"],
     }
+    if "text2video_zero" in cfg:  # only that baseline's trial has it, so every other trial keeps its hash
+        generate["text2video_zero"] = cfg["text2video_zero"]
     if stage == "generate":
         return generate
     if stage == "score":

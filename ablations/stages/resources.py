@@ -19,11 +19,12 @@ from typing import Any
 from ablations.runfolder import stage_status
 from ablations.stages.context import RunContext
 from ablations.stages.plan import stage_dir, stage_hash
-from ablations.study import Trial
+from ablations.study import FRAME_BASELINES, Trial
 from metrics.clip import BackendClipEncoder, OpenClipEncoder, parse_open_clip_spec, register_open_clip_config
 from metrics.fid import FIDProtocol, FrameFID
 from metrics.fvd import FVDProtocol, FVDScorer, I3DFeatureExtractor
 from spliter.backends import make_backend, resolve_device
+from spliter.baselines.text2video_zero import Text2VideoZero, Text2VideoZeroConfig
 from spliter.data.store import EmbeddingStore
 from spliter.models import load_spliter
 from spliter.rollout import MeanMotionRollout, RolloutConfig, SpliterRollout, StaticRollout
@@ -83,7 +84,16 @@ class Resources:
         return self._get("rollout", (trial.trial_id, stage_hash(trial, "train"), mode),
                          lambda: self._build_rollout(trial, mode))
 
+    def frame_baseline(self, trial: Trial) -> Any:
+        """The trial's frame-rendering baseline (spliter.baselines.text2video_zero), loaded once per settings."""
+        cfg = trial.config["text2video_zero"]
+        return self._get("text2video_zero", (json.dumps(cfg, sort_keys=True),),
+                         lambda: Text2VideoZero.from_folder(Text2VideoZeroConfig(**cfg), device=self.ctx.device))
+
     def _build_rollout(self, trial: Trial, mode: str) -> Any:
+        if trial.config.get("baseline") in FRAME_BASELINES:
+            raise ValueError(f"trial {trial.trial_id}: {trial.config['baseline']} renders frames directly and has no "
+                             "embedding rollout")
         if trial.kind == "baseline":
             if trial.config["baseline"] == "static":
                 return StaticRollout()

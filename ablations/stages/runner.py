@@ -30,17 +30,24 @@ from ablations.runfolder import (
     write_json,
     write_manifest,
 )
-from ablations.stages import encode, generate, score, train
+from ablations.stages import encode, frame_baseline, generate, score, train
 from ablations.stages.context import RunContext
 from ablations.stages.plan import STAGES, applies, stage_config, stage_dir, stage_hash
 from ablations.stages.resources import Resources
-from ablations.study import Trial, stable_hash
+from ablations.study import FRAME_BASELINES, Trial, stable_hash
 
 log = logging.getLogger(__name__)
 
+
+def _generate(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict:
+    """A baseline that renders frames itself has its own generate body; every other trial renders embeddings."""
+    body = frame_baseline.run if trial.config.get("baseline") in FRAME_BASELINES else generate.run
+    return body(ctx, resources, trial, work)
+
+
 # stage -> body(ctx, resources, trial, work folder) -> extra fields for meta.json
 BODIES: dict[str, Callable[[RunContext, Resources, Trial, Path], dict]] = {
-    "encode": encode.run, "train": train.run, "generate": generate.run, "score": score.run,
+    "encode": encode.run, "train": train.run, "generate": _generate, "score": score.run,
 }
 # Stages whose .partial folder is resumed after a kill (the store and the checkpoints pick up where they were).
 RESUMABLE = ("encode", "train")

@@ -19,7 +19,7 @@ from ablations.stages.generate import load_frames
 from ablations.stages.plan import stage_dir
 from ablations.stages.reference import ProtocolFVD, reference_set, reference_stats
 from ablations.stages.resources import Resources
-from ablations.study import Trial
+from ablations.study import FRAME_BASELINES, Trial
 from metrics.families import METRIC_FAMILIES
 from metrics.suite import GeneratedSample
 from spliter.data.splits import TEST_SPLITS, train_val_records
@@ -31,21 +31,34 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     identity = {"study": trial.study, "trial_id": trial.trial_id, "variant": trial.variant, "seed": trial.seed}
     lines = [json.dumps({**identity, **row}, sort_keys=True, default=_json_default) for row in rows]
     (work / "scores.jsonl").write_text("\n".join(lines) + "\n")
-    return {"n_rows": len(rows)}
+    return {"n_rows": len(rows), "skipped_families": skipped_families(trial)}
+
+
+def skipped_families(trial: Trial) -> dict[str, str]:
+    """Selected families that do not apply to the trial, each with the reason (recorded in meta.json)."""
+    skipped = {}
+    for name in trial.config["metrics"]["select"]:
+        family = METRIC_FAMILIES.get(name)
+        if family.needs_videos and not trial.config["generate"]["enabled"]:
+            skipped[name] = "nothing is rendered (generate.enabled: false)"
+        elif family.needs_embeddings and trial.config.get("baseline") in FRAME_BASELINES:
+            skipped[name] = f"{trial.config['baseline']} renders frames directly: it has no embeddings to score"
+    return skipped
 
 
 def score_trial(scoring: TrialScoring) -> list[dict[str, Any]]:
-    """Rows of every selected family, in the order of metrics.select; video families need rendered videos."""
+    """Rows of every selected family that applies (see skipped_families), in the order of metrics.select."""
 
     trial = scoring.trial
-    rendered = bool(trial.config["generate"]["enabled"])
+    skipped = skipped_families(trial)
     rows: list[dict[str, Any]] = []
     for name in trial.config["metrics"]["select"]:
         family = METRIC_FAMILIES.get(name)
-        if family.needs_videos and not rendered:
+        if name in skipped:
             continue
+        videos = (scoring.videos if family.protocol_rows else scoring.rendered_videos) if family.needs_videos else []
         try:
-            rows += family.compute(scoring.videos if family.needs_videos else [], scoring)
+            rows += family.compute(videos, scoring)
         except ValueError as err:
             raise ValueError(f"trial {trial.trial_id}, metric family {name!r}: {err}") from err
     if not rows:
@@ -62,14 +75,28 @@ class TrialScoring:
         self.device = resources.device
 
     @cached_property
+    def _index(self) -> list[dict[str, Any]]:
+        return json.loads((stage_dir(self.ctx, self.trial, "generate") / "videos.json").read_text())
+
+    @cached_property
     def videos(self) -> list[Any]:
-        """The generated videos with their identity, from the lossless frames."""
+        """Every entry of the generated-video index with its identity and protocol, from the lossless frames."""
         gen_dir = stage_dir(self.ctx, self.trial, "generate")
-        index = json.loads((gen_dir / "videos.json").read_text())
         return [GeneratedSample(item["prompt_id"], item["sample_idx"], item["gen_seed"], item["prompt"],
                                 load_frames(gen_dir / item["npz"]),
                                 truth=load_frames(gen_dir / item["truth_npz"]) if "truth_npz" in item else None,
-                                protocol=generation_protocol(item)) for item in index]
+                                protocol=generation_protocol(item)) for item in self._index]
+
+    @cached_property
+    def rendered_videos(self) -> list[Any]:
+        """The videos once per rendered file: a frame baseline indexes one file under each mode (stages.frame_baseline)."""
+        seen: set[str] = set()
+        once = []
+        for item, video in zip(self._index, self.videos, strict=True):
+            if item["npz"] not in seen:
+                seen.add(item["npz"])
+                once.append(video)
+        return once
 
     def rollouts(self) -> dict[str, Any]:
         return {mode: self.resources.rollout(self.trial, mode) for mode in ("step", "chain")}

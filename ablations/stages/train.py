@@ -19,8 +19,10 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     cfg = trial.config
     # The model's width in embedding space is a fact of the data, not a choice of the study.
     model_config = SpliterConfig(**{**cfg["model"], "dim": store.dim, "text_tokens": store.text_tokens})
+    # data.captions_per_video: sampled -> one caption record per video per epoch (the encode stage wrote them).
+    sampled = cfg["data"].get("captions_per_video", "one") == "sampled"
     train_config = TrainConfig(**cfg["train"], seed=cfg["seed"], device=ctx.device, progress=ctx.progress,
-                               regime=RegimeConfig(**cfg["regime"]))
+                               regime=RegimeConfig(**cfg["regime"]), caption_sampling=sampled)
     result = train(model_config, train_config, store, work / "checkpoints")
     history = [dict(row) for row in result.history]
     write_json(work / "history.json", history)

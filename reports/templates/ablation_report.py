@@ -33,7 +33,8 @@ notebook.verdicts(results)
 
 # %%
 page.table(notebook.headline_table(summary, headline), "headline",
-           caption=f"{headline}: mean [95% interval] per variant, difference to static", notes=tables.SUMMARY_CAPTION)
+           caption=f"{headline}: mean [95% interval] per variant, difference to static",
+           notes=" ".join(filter(None, [tables.SUMMARY_CAPTION, notebook.frame_baseline_note(study)])))
 page.table(tables.fair_headline(scores, study, headline), "headline-margins",
            caption=f"{headline}: each variant against the best baseline and the text-blind control",
            notes=tables.FAIR_HEADLINE_CAPTION)
@@ -59,7 +60,7 @@ with page.or_reason():
 
 # %%
 page.table(tables.overview(summary, study, headline), "overview", caption="Means of the key metrics",
-           notes=notebook.OVERVIEW_CAPTION)
+           notes=" ".join(filter(None, [notebook.OVERVIEW_CAPTION, notebook.frame_baseline_note(study)])))
 page.text("The full table, every metric x variant with its interval and the difference to the static baseline: "
           + page.files(tables.format_summary(summary), "all_metrics") + ".")
 

@@ -12,7 +12,7 @@ Readers never drop anything silently:
   columns) raises one `DatasetError` whose message names the file and the fix.
 
 Every caption of a video is kept (`CaptionedVideo.captions`, the first is `caption`); `apply_caption_policy`
-turns a listing into training entries by the `captions_per_video` policy ("one", "all", "sample").
+turns a listing into training entries by the `captions_per_video` policy ("one", "all", "sampled").
 """
 
 from __future__ import annotations
@@ -294,16 +294,35 @@ def _all(video: CaptionedVideo, epoch: int, seed: int) -> tuple[int, ...]:
     return tuple(range(len(video.captions)))
 
 
-def _sample(video: CaptionedVideo, epoch: int, seed: int) -> tuple[int, ...]:
-    # From (seed, epoch, id) alone: the same caption for a video in every process and in any listing order.
-    digest = hashlib.sha256(f"{seed}\x1f{epoch}\x1f{video.video_id}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") % len(video.captions),)
+def sampled_caption(video_id: str, n_captions: int, epoch: int, seed: int) -> int:
+    """The caption index "sampled" draws for a video in an epoch, from (seed, epoch, video_id) alone: the same
+    in every process and in any listing order."""
+    digest = hashlib.sha256(f"{seed}\x1f{epoch}\x1f{video_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n_captions
+
+
+def _sampled(video: CaptionedVideo, epoch: int, seed: int) -> tuple[int, ...]:
+    return (sampled_caption(video.video_id, len(video.captions), epoch, seed),)
 
 
 CAPTION_POLICIES: Registry[Callable[[CaptionedVideo, int, int], tuple[int, ...]]] = Registry("captions_per_video policy")
 CAPTION_POLICIES.register("one", _one)  # the first caption of every video
 CAPTION_POLICIES.register("all", _all)  # one entry per caption
-CAPTION_POLICIES.register("sample", _sample)  # one caption per video, drawn anew each epoch
+CAPTION_POLICIES.register("sampled", _sampled)  # one caption per video, drawn anew each epoch
+
+# A caption other than a video's first is stored as its own record, id "<video_id>#c<index>" (the first keeps
+# the video's id), in the video's split.
+CAPTION_SEP = "#c"
+
+
+def caption_record_id(video_id: str, index: int) -> str:
+    """The store id of a video's caption `index` (its own id for the first)."""
+    return video_id if index == 0 else f"{video_id}{CAPTION_SEP}{index}"
+
+
+def base_video_id(record_id: str) -> str:
+    """The video a store record belongs to (the record id without its caption suffix)."""
+    return record_id.split(CAPTION_SEP, 1)[0]
 
 
 def apply_caption_policy(
@@ -312,7 +331,7 @@ def apply_caption_policy(
     """Entries to train on under `policy`: each carries one caption (and `captions` of just that caption).
 
     "all" repeats a video once per caption with the same video_id (so a split by id never separates a
-    video's captions) and `extra["caption_index"]`; "sample" picks one caption from (seed, epoch, video_id).
+    video's captions) and `extra["caption_index"]`; "sampled" picks one caption from (seed, epoch, video_id).
     """
     pick = CAPTION_POLICIES.get(policy)
     entries = []

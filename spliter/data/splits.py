@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from spliter.data.datasets import base_video_id
+
 TEST_SPLITS: tuple[str, ...] = ("test", "test_unseen")
 
 
@@ -98,9 +100,9 @@ def train_val_records(store: Any, val_fraction: float) -> tuple[list[Any], list[
     where = getattr(store, "path", "the embedding store")
     pool = sorted(store.split("train"), key=lambda r: r.video_id)
     val = sorted(store.split("val"), key=lambda r: r.video_id)
-    if not val:
-        val = [r for r in pool if _hash_fraction(r.video_id) < val_fraction]
-        pool = [r for r in pool if _hash_fraction(r.video_id) >= val_fraction]
+    if not val:  # hashed by the video, so a video's caption records (spliter.data.datasets) stay together
+        val = [r for r in pool if _hash_fraction(base_video_id(r.video_id)) < val_fraction]
+        pool = [r for r in pool if _hash_fraction(base_video_id(r.video_id)) >= val_fraction]
         if not val:
             raise ValueError(
                 f"{where}: no 'val' split and val_fraction={val_fraction} put none of its {len(pool)} train videos "
