@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from fixtures import micro_study
 
 from ablations.cli import main
 from ablations.stages.context import RunContext
@@ -125,21 +126,10 @@ def test_the_key_covers_every_input_of_a_decode(tiny, rows) -> None:
 
 # ------------------------------------------------------------------------------------------ micro studies
 
-JSONL = {
-    "study": "dedupmicro",
-    "seeds": [0, 1],
-    "data": {"source": "shapes", "n_videos": 8, "frames": 8, "fps": 8.0, "size": 32, "val_fraction": 0.25},
-    "backend": {"name": "tiny", "prior_steps": 2},
-    "model": {"width": 8, "depth": 1, "heads": 2, "dropout": 0.0},
-    "train": {"epochs": 1, "batch_size": 16, "patience": 1},
-    "regime": {"pairs_per_video": 2},
-    "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 4, "dt": 0.25,
-                 "size": 32, "decoder_steps": 1, "fps": 4.0},
-    "metrics": {"select": ["pixel_motion"]},
-    "variants": {"base": {}},
-    "baselines": ["static", "mean_motion"],
-    "controls": [],
-}
+JSONL = micro_study(
+    study="dedupmicro", seeds=[0, 1], train__epochs=1, train__patience=1, regime__pairs_per_video=2,
+    metrics__select=["pixel_motion"], baselines=["static", "mean_motion"], controls=[],
+)  # fmt: skip
 
 
 def run_study(tmp: Path, spec: dict) -> tuple[Path, Path]:

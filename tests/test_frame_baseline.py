@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fixtures import micro_study
 
 from ablations.cli import main
 from ablations.study import StudyError, load_study
@@ -18,22 +19,15 @@ T2VZ = "text2video_zero"
 
 
 def micro(folder: Path | str, **generate) -> dict:
-    return {
-        "study": "t2vz",
-        "seeds": [0, 1],
-        "data": {"source": "shapes", "n_videos": 8, "frames": 6, "fps": 8.0, "size": 32, "val_fraction": 0.25},
-        "backend": {"name": "tiny", "prior_steps": 2},
-        "model": {"width": 8, "depth": 1, "heads": 2, "dropout": 0.0},
-        "train": {"epochs": 1, "batch_size": 16, "patience": 1},
-        "regime": {"pairs_per_video": 2},
-        "generate": {"prompts": "motion-v1", "prompt_tags": ["quickstart"], "max_prompts": 2, "frames": 3,
-                     "dt": 0.25, "size": 16, "decoder_steps": 1, "fps": 4.0, **generate},
-        "metrics": {"select": ["embedding", "pixel_motion", "clip"], "clip_encoders": ["backend"]},
-        "variants": {"base": {}},
-        "baselines": ["static", T2VZ],
-        T2VZ: {"folder": str(folder), "steps": 2, "guidance": 2.0, "t0": 0, "t1": 1},
-        "controls": [],
-    }
+    """The shared micro study with Text2Video-Zero beside `base` and `static` (2 seeds, 3 frames at 16 px)."""
+    spec = micro_study(
+        study="t2vz", seeds=[0, 1], data__frames=6, train__epochs=1, train__patience=1, regime__pairs_per_video=2,
+        generate__frames=3, generate__size=16, metrics__select=["embedding", "pixel_motion", "clip"],
+        metrics__clip_encoders=["backend"], baselines=["static", T2VZ], controls=[],
+        **{T2VZ: {"folder": str(folder), "steps": 2, "guidance": 2.0, "t0": 0, "t1": 1}},
+    )  # fmt: skip
+    spec["generate"].update(generate)
+    return spec
 
 
 def write(path: Path, data: dict) -> Path:
