@@ -57,7 +57,7 @@ def micro_quickstart(**changes: Any) -> dict[str, Any]:
     """The shipped quickstart with fewer videos, steps, prompts and variants (same world, backend and metrics),
     with `changed`'s changes."""
     micro = changed(
-        shipped_study("quickstart"), study="qsmicro", seeds=[0], data__n_videos=24, train__budget_steps=60, generate__max_prompts=3,
+        shipped_study("quickstart"), study="qsmicro", seeds=[0], data__n_videos=24, data__seed=0, data__split_seed=0, train__budget_steps=60, generate__max_prompts=3,
         matrix={"regime": {"combined": {"regime.back": True, "regime.rotate": True, "regime.diff": 1}}},
         text_blind_of="combined", expectations=[], resources={"workers": 1},
     )  # fmt: skip

@@ -120,7 +120,7 @@ def test_plan_shows_each_stage_a_run_would_redo_and_why(finished, tmp_path, caps
     assert "a run would redo 3 stage(s)" in " ".join(capsys.readouterr().err.split())
     changed = json.loads(json.dumps(MICRO))
     changed["variants"]["back"]["train.lr"] = 0.002  # a setting: the back trials are new ones, nothing of them is done
-    rows = plan_rows(write(tmp_path / "micro.yaml", changed), root, capsys)
+    rows = plan_rows(write_yaml(tmp_path / "micro.yaml", changed), root, capsys)
     back = [row for row in rows.values() if row["variant"] == "back"]
     assert back and all((r["encode"], r["train"], r["generate"], r["score"]) == ("done", "missing", "missing", "missing")
                         for r in back)
