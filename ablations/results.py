@@ -23,7 +23,7 @@ from ablations.schema import to_dict
 from ablations.sources import SOURCES
 from ablations.stages.context import RunContext
 from ablations.stages.plan import STAGES, applies, stage_dir, stage_hash
-from ablations.study import FRAME_BASELINES, Study, load_prompts, stable_hash
+from ablations.study import FRAME_BASELINES, Study, load_prompts, stable_hash, store_prompt_split
 from ablations.verdicts import judge, write_verdicts
 from metrics.schema import (
     CURVE_COLUMNS,
@@ -132,6 +132,7 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     sha, dirty = git_state()
     data: dict = {**to_dict(spec.data), "note": SOURCES.get(spec.data.source).note}
     encode_meta = stage_dir(ctx, first, "encode") / "meta.json"
+    store = None
     if encode_meta.exists():
         from spliter.data.store import EmbeddingStore
 
@@ -143,7 +144,11 @@ def study_protocol(ctx: RunContext, study: Study) -> dict:
     prompt_set = None
     if gen["enabled"]:
         prompts, name, digest = load_prompts(gen)
-        prompt_set = {"name": name, "sha256": digest, "n": len(prompts)}
+        split = store_prompt_split(gen["prompts"])
+        # A store set's prompts are its split's videos (as many as the generate stage renders).
+        n = len(prompts) if split is None else (
+            None if store is None else len(store.ids(split)[: gen.get("max_prompts") or None]))
+        prompt_set = {"name": name, "sha256": digest, "n": n}
     devices = sorted({json.loads((stage_dir(ctx, t, s) / "meta.json").read_text()).get("device", "?")
                       for t in study.trials for s in ("train", "score")
                       if (stage_dir(ctx, t, s) / "meta.json").exists()})

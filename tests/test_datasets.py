@@ -11,7 +11,6 @@ from spliter.data.datasets import (
     CaptionedVideo,
     DatasetError,
     DatasetNotFound,
-    apply_caption_policy,
     long_captions,
     msrvtt_official_split,
     read_folder,
@@ -20,8 +19,8 @@ from spliter.data.datasets import (
     read_split_ids,
     read_tgif,
     read_webvid,
+    sampled_caption,
 )
-from spliter.registry import UnknownComponent
 
 
 def touch(folder: Path, *names: str) -> None:
@@ -319,20 +318,12 @@ def video_with(captions: tuple[str, ...], video_id: str = "v") -> CaptionedVideo
     return CaptionedVideo(video_id, captions[0], Path(f"{video_id}.mp4"), "test", captions=captions)
 
 
-def test_caption_policies_one_all_and_sampled_per_epoch() -> None:
-    videos = [video_with(("a", "b", "c"), "v1"), video_with(("only",), "v2")]
-    assert [(e.video_id, e.caption) for e in apply_caption_policy(videos, "one")] == [("v1", "a"), ("v2", "only")]
-    every = apply_caption_policy(videos, "all")
-    assert [(e.video_id, e.caption, e.extra["caption_index"]) for e in every] == [
-        ("v1", "a", "0"), ("v1", "b", "1"), ("v1", "c", "2"), ("v2", "only", "0"),
-    ]  # fmt: skip
-    assert all(e.captions == (e.caption,) for e in every) and videos[0].captions == ("a", "b", "c")
-    per_epoch = [apply_caption_policy(videos, "sampled", epoch=k, seed=3)[0].caption for k in range(30)]
-    assert per_epoch == [apply_caption_policy(videos, "sampled", epoch=k, seed=3)[0].caption for k in range(30)]
-    assert set(per_epoch) == {"a", "b", "c"}  # every caption comes up over 30 epochs (a miss has p < 1e-4)
-    assert apply_caption_policy(videos, "sampled", epoch=5)[1].caption == "only"
-    with pytest.raises(UnknownComponent, match="captions_per_video policy 'first'.*one, all, sampled"):
-        apply_caption_policy(videos, "first")
+def test_the_sampled_caption_is_a_function_of_seed_epoch_and_video_and_covers_every_caption() -> None:
+    per_epoch = [sampled_caption("v1", 3, epoch, seed=3) for epoch in range(30)]
+    assert per_epoch == [sampled_caption("v1", 3, epoch, seed=3) for epoch in range(30)]
+    assert set(per_epoch) == {0, 1, 2}  # every caption comes up over 30 epochs (a miss has p < 1e-4)
+    assert per_epoch != [sampled_caption("v1", 3, epoch, seed=4) for epoch in range(30)]
+    assert sampled_caption("v2", 1, 5, seed=3) == 0
 
 
 def test_long_captions_names_each_video_whose_caption_exceeds_the_limit() -> None:

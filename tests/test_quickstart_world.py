@@ -84,6 +84,8 @@ def test_study_json_says_what_world_the_numbers_come_from(run):
     study = json.loads((run / "results" / "study.json").read_text())
     assert study["world"].startswith("Procedural shapes") and study["question"]
     assert "pixel-linear" in (run / "report" / "index.html").read_text()
+    # A store prompt set counts the test videos it renders (micro: max_prompts 3), not the empty jsonl list.
+    assert study["prompt_set"]["name"] == "store:test" and study["prompt_set"]["n"] == 3
 
 
 def tile(frame: Image.Image, row: int, column: int, tile_px: int, origin: tuple[int, int]) -> np.ndarray:

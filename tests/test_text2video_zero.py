@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ def test_the_tiny_pipeline_renders_the_requested_frames_and_size_the_same_for_a_
     assert not np.array_equal(video, model.render("a red ball moves to the right", frames=3, size=16, seed=8))
     assert model.render("a red ball", frames=2, size=32, seed=7).shape == (2, 32, 32, 3)
     assert model.identity()["scheduler"] == "DDIMScheduler" and model.identity()["steps"] == 2
+
+
+def test_rendering_prints_no_library_notice_a_user_cannot_act_on(model: Text2VideoZero) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning left (diffusers' meshgrid / grid_sample notices) fails here
+        model.render("a red ball", frames=2, size=16, seed=1)
 
 
 def test_rendering_refuses_one_frame_and_sizes_off_the_model_multiple(model: Text2VideoZero) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -135,11 +136,16 @@ class Text2VideoZero:
         if size % self.size_multiple:
             raise ValueError(f"size {size}: this Text2Video-Zero model renders multiples of {self.size_multiple} px")
         cfg = self.config
-        out = self.pipe(
-            prompt=prompt, video_length=frames, height=size, width=size, num_inference_steps=cfg.steps,
-            guidance_scale=cfg.guidance, generator=torch.Generator("cpu").manual_seed(int(seed)),
-            motion_field_strength_x=cfg.motion_field_strength_x, motion_field_strength_y=cfg.motion_field_strength_y,
-            t0=cfg.t0, t1=cfg.t1, output_type="np")
+        with warnings.catch_warnings():
+            # Two notices from inside diffusers' pipeline (its own calls of meshgrid and grid_sample), about
+            # defaults it relies on: nothing a user of this suite can change.
+            warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r"Default grid_sample and affine_grid behavior", category=UserWarning)
+            out = self.pipe(
+                prompt=prompt, video_length=frames, height=size, width=size, num_inference_steps=cfg.steps,
+                guidance_scale=cfg.guidance, generator=torch.Generator("cpu").manual_seed(int(seed)),
+                motion_field_strength_x=cfg.motion_field_strength_x,
+                motion_field_strength_y=cfg.motion_field_strength_y, t0=cfg.t0, t1=cfg.t1, output_type="np")
         images = np.asarray(out.images, dtype=np.float32)
         if images.shape != (frames, size, size, 3) or not np.isfinite(images).all():
             raise ValueError(f"Text2Video-Zero returned {images.shape} (finite: {bool(np.isfinite(images).all())}), "

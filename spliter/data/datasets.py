@@ -11,8 +11,9 @@ Readers never drop anything silently:
 - An index file that cannot be used at all (missing, empty, header only, not UTF-8, without the required
   columns) raises one `DatasetError` whose message names the file and the fix.
 
-Every caption of a video is kept (`CaptionedVideo.captions`, the first is `caption`); `apply_caption_policy`
-turns a listing into training entries by the `captions_per_video` policy ("one", "all", "sampled").
+Every caption of a video is kept (`CaptionedVideo.captions`, the first is `caption`); the study's
+`data.captions_per_video` policy turns them into store records (ablations.stages.encode.caption_records) and,
+for "sampled", one record per video per epoch (`sampled_caption`, used by spliter.train).
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from spliter.data.video import VIDEO_EXTENSIONS
-from spliter.registry import Registry
 
 OFFICIAL_SPLITS = ("train", "val", "test")
 # MSR-VTT's json files call the validation split "validate".
@@ -286,29 +286,12 @@ def read_tgif(
 # ------------------------------------------------------------------------------------ captions per video
 
 
-def _one(video: CaptionedVideo, epoch: int, seed: int) -> tuple[int, ...]:
-    return (0,)
-
-
-def _all(video: CaptionedVideo, epoch: int, seed: int) -> tuple[int, ...]:
-    return tuple(range(len(video.captions)))
-
-
 def sampled_caption(video_id: str, n_captions: int, epoch: int, seed: int) -> int:
     """The caption index "sampled" draws for a video in an epoch, from (seed, epoch, video_id) alone: the same
     in every process and in any listing order."""
     digest = hashlib.sha256(f"{seed}\x1f{epoch}\x1f{video_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % n_captions
 
-
-def _sampled(video: CaptionedVideo, epoch: int, seed: int) -> tuple[int, ...]:
-    return (sampled_caption(video.video_id, len(video.captions), epoch, seed),)
-
-
-CAPTION_POLICIES: Registry[Callable[[CaptionedVideo, int, int], tuple[int, ...]]] = Registry("captions_per_video policy")
-CAPTION_POLICIES.register("one", _one)  # the first caption of every video
-CAPTION_POLICIES.register("all", _all)  # one entry per caption
-CAPTION_POLICIES.register("sampled", _sampled)  # one caption per video, drawn anew each epoch
 
 # A caption other than a video's first is stored as its own record, id "<video_id>#c<index>" (the first keeps
 # the video's id), in the video's split.
@@ -323,23 +306,6 @@ def caption_record_id(video_id: str, index: int) -> str:
 def base_video_id(record_id: str) -> str:
     """The video a store record belongs to (the record id without its caption suffix)."""
     return record_id.split(CAPTION_SEP, 1)[0]
-
-
-def apply_caption_policy(
-    videos: Iterable[CaptionedVideo], policy: str, *, epoch: int = 0, seed: int = 0
-) -> list[CaptionedVideo]:
-    """Entries to train on under `policy`: each carries one caption (and `captions` of just that caption).
-
-    "all" repeats a video once per caption with the same video_id (so a split by id never separates a
-    video's captions) and `extra["caption_index"]`; "sampled" picks one caption from (seed, epoch, video_id).
-    """
-    pick = CAPTION_POLICIES.get(policy)
-    entries = []
-    for video in videos:
-        for i in pick(video, epoch, seed):
-            caption = video.captions[i]
-            entries.append(replace(video, caption=caption, captions=(caption,), extra={**video.extra, "caption_index": str(i)}))
-    return entries
 
 
 def long_captions(
