@@ -5,7 +5,9 @@ Why not papermill's default kernel: it talks to the kernel over TCP on the loopb
 "Kernel didn't respond"), and it needs a `python3` kernelspec installed somewhere on JUPYTER_PATH (ipykernel then
 warns that the folder is not on the search path). Here the kernelspec lives in a temporary folder handed to the
 kernel manager directly, and the sockets are Unix-domain (IPC) files in that folder: no network, no warning,
-no global environment change.
+no global environment change. The kernel's own stdout/stderr go to a log file in that folder, so its shutdown
+chatter (ipykernel can log a zmq "Socket operation on non-socket" traceback when its iopub pipe closes before a
+last flush) never reaches the user; the log's tail is quoted when the kernel fails to start.
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def execute(notebook, cwd: Path, start_timeout: float = START_TIMEOUT_S, cell_ti
             notebook, km=manager, kernel_name=KERNEL, startup_timeout=int(start_timeout), timeout=cell_timeout,
             resources={"metadata": {"path": str(cwd)}}, log=log,
         )  # fmt: skip
+        kernel_log = Path(folder) / "kernel.log"
         try:
-            client.execute(cleanup_kc=True)  # cleanup_kc: shut the kernel down (we own the manager, nbclient not)
+            with kernel_log.open("w", encoding="utf-8") as sink:
+                # cleanup_kc: shut the kernel down (we own the manager, nbclient not); stdout/stderr reach Popen
+                client.execute(cleanup_kc=True, stdout=sink, stderr=sink)
         except CellExecutionError:
             raise
         except (TimeoutError, RuntimeError) as error:
@@ -74,8 +79,16 @@ def execute(notebook, cwd: Path, start_timeout: float = START_TIMEOUT_S, cell_ti
                 f"the report's Python kernel ({sys.executable} -m ipykernel_launcher) did not start within "
                 f"{start_timeout:.0f} s ({type(error).__name__}: {error}); check that ipykernel imports in this "
                 "environment, or build the page without running it: python -m reports.build STUDY --no-execute"
+                + _quoted_tail(kernel_log)
             ) from None
+        log.debug("kernel output:\n%s", kernel_log.read_text(encoding="utf-8", errors="replace"))
     return notebook
+
+
+def _quoted_tail(kernel_log: Path, lines: int = 12) -> str:
+    """The last `lines` lines the kernel printed, as a suffix for an error message ('' when it printed nothing)."""
+    text = kernel_log.read_text(encoding="utf-8", errors="replace").strip() if kernel_log.exists() else ""
+    return "\nthe kernel printed:\n" + "\n".join(text.splitlines()[-lines:]) if text else ""
 
 
 def _started(notebook) -> bool:

@@ -23,17 +23,28 @@ def test_a_notebook_runs_in_its_folder_over_ipc(tmp_path: Path) -> None:
     assert outputs[1]["data"]["text/plain"] == "'ipc'"  # Unix sockets: no TCP, no loopback needed
 
 
+def test_what_the_kernel_process_prints_stays_out_of_the_console(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """Output written to the kernel's own file descriptors (ipykernel's shutdown tracebacks land there) is not ours."""
+    source = "import os\nos.write(1, b'kernel fd 1 chatter\\n')\nos.write(2, b'kernel fd 2 chatter\\n')\n7"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    kernel.execute(notebook, cwd=tmp_path)
+    printed = capfd.readouterr()
+    assert notebook.cells[0].outputs[-1]["data"]["text/plain"] == "7"
+    assert "chatter" not in printed.out + printed.err
+
+
 def test_a_kernel_that_never_starts_fails_within_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def silent_spec(folder: Path, python_path: str) -> Path:
         spec = folder / "kernels" / kernel.KERNEL
         spec.mkdir(parents=True)
-        argv = [sys.executable, "-c", "import time; time.sleep(60)", "{connection_file}"]
+        argv = [sys.executable, "-c", "import sys, time; print('no module named x', file=sys.stderr, flush=True); "
+                "time.sleep(60)", "{connection_file}"]  # fmt: skip
         (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "mute", "language": "python"}))
         return spec
 
     monkeypatch.setattr(kernel, "kernel_spec", silent_spec)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
-    with pytest.raises(kernel.KernelStartError, match=r"did not start within 3 s.*--no-execute"):
+    with pytest.raises(kernel.KernelStartError, match=r"(?s)did not start within 3 s.*--no-execute.*printed:\nno module named x"):
         kernel.execute(notebook, cwd=tmp_path, start_timeout=3)
 
 
