@@ -217,7 +217,9 @@ def _check_fvd(fvd: Any, generate: Mapping[str, Any], data: Mapping[str, Any], a
     if frames is not None and generated is not None and frames > generated:
         raise StudyError(
             f"{at}metrics.fvd.frames: {frames} is more than the {generated} frames each video has (generate.frames); "
-            f"allowed: {FVD_MIN_FRAMES} to {generated}"
+            + (f"allowed: {FVD_MIN_FRAMES} to {generated}" if generated >= FVD_MIN_FRAMES else
+               f"the I3D needs at least {FVD_MIN_FRAMES}: raise generate.frames to {FVD_MIN_FRAMES} or more, or "
+               "drop fvd from metrics.select")
         )
     videos = _prompt_count(generate) * (_get(generate, "samples_per_prompt") or 1)
     if videos < SET_METRIC_MIN_VIDEOS["fvd"]:

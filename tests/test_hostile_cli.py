@@ -24,7 +24,8 @@ EXTRA_GOOD = 9  # beside the catalogue's 9 odd-but-valid files: 18 good in all
 
 STUDY = micro_study(
     study="hostile", data={"source": "folder", "path": "SET", "frames": 8, "fps": FPS, "val_fraction": 0.25},
-    train__epochs=1, train__patience=1, regime__pairs_per_video=2,
+    train__epochs=1, train__patience=1, regime__pairs_per_video=2, generate__frames=8, generate__samples_per_prompt=2,
+    metrics={"select": ["embedding", "pixel_motion", "fvd"], "fvd": {"weights": "random", "frames": 8, "resolution": 32}},
 )
 
 
@@ -84,6 +85,21 @@ def test_a_study_over_18_good_and_12_bad_files_runs_to_its_report(hostile_run) -
     assert {item["video"] for item in study["skipped"]} == BAD_FILES
     assert (root / "results" / "summary.json").exists()
     assert (root / "report" / "index.html").exists()
+
+
+def test_fvd_s_reference_is_the_accepted_held_out_videos(hostile_run) -> None:
+    """No bad file reaches FVD: its reference is the val split of what encode accepted, every clip of it read."""
+    import pandas as pd
+
+    _, root, _ = hostile_run
+    encode = next(p for p in (root / "encode").iterdir() if p.is_dir())
+    held_out = [item for item in json.loads((encode / "accepted.json").read_text()) if item["split"] == "val"]
+    fvd = pd.read_parquet(root / "results" / "scores.parquet").query("metric.str.startswith('fvd[')", engine="python")
+    assert set(fvd["variant"]) == {"static", "base", "text_blind"} and len(held_out) >= 2
+    for extra in map(json.loads, fvd["extra"]):
+        assert extra["reference_set"] == "val split"
+        assert extra["n_reference"] == extra["n_reference_listed"] == len(held_out)
+        assert extra["reference_skipped_videos"] == []
 
 
 def test_nothing_is_written_outside_out(hostile_run) -> None:

@@ -123,6 +123,8 @@ def test_fvd_frames_and_resolution_at_least_the_i3d_minimum() -> None:
     fails({"metrics.fvd.frames": 4}, "metrics.fvd.frames", f"an integer >= {FVD_MIN_FRAMES}")
     fails({"metrics.fvd.resolution": 16}, "metrics.fvd.resolution", f"an integer >= {FVD_MIN_RESOLUTION}")
     fails({"metrics.fvd.frames": 12}, "metrics.fvd.frames", "more than the 8 frames each video has")
+    fails({"generate.frames": 4, "metrics.fvd.frames": FVD_MIN_FRAMES}, "metrics.fvd.frames",
+          f"raise generate.frames to {FVD_MIN_FRAMES} or more")  # never an empty range such as "8 to 4"
     check({"metrics.fvd.frames": 4, "metrics.select": ["embedding", "pixel_motion", "clip"]})  # not computed: not checked
 
 
