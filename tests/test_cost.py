@@ -63,3 +63,30 @@ def test_per_frame_noise_keeps_static_frames_apart_and_chain_mode_shares_frame0(
     assert per_frame.decodes == same.decodes + 2 * 3  # static's frames now differ in noise
     chain = cost_of(noise="same", mode="chain")
     assert chain.decodes == same.decodes  # frame 0 is the start in chain mode too
+
+
+def test_a_store_prompt_set_counts_max_prompts_from_every_start_in_every_mode(capsys) -> None:
+    """The quickstart renders 32 test videos x 2 starts x 2 modes per trial; frame 0 is shared per start."""
+    study = load_study("quickstart")
+    cost = generate_cost(study)
+    videos, frames = 32 * 2 * 2, 12
+    assert cost.upper_bound and cost.uncounted == [] and cost.trials == len(study.trials)
+    assert cost.videos == cost.trials * videos and cost.frames == cost.videos * frames
+    # frame 0 once per (video, start) for the whole study; static (same noise) adds nothing after it
+    assert cost.decodes == 32 * 2 + (cost.trials - 1) * videos * (frames - 1)
+    assert main(["plan", "--cost", "quickstart"]) == 0
+    assert f"at most {cost.videos} videos" in capsys.readouterr().out
+
+
+def test_a_store_prompt_set_without_max_prompts_is_named_not_counted(tmp_path: Path, capsys) -> None:
+    spec = yaml.safe_load((Path(__file__).parents[1] / "ablations" / "studies" / "quickstart.yaml").read_text())
+    del spec["generate"]["max_prompts"]
+    path = tmp_path / "q.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))  # the factors' order names the variants
+    study = load_study(path)
+    cost = generate_cost(study)
+    assert (cost.videos, cost.decodes, cost.ratio) == (0, 0, 1.0)
+    assert cost.uncounted == [trial.trial_id for trial in study.trials]
+    assert main(["plan", "--cost", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(study.trials)} trial(s) render a store prompt set without generate.max_prompts" in out
