@@ -7,13 +7,11 @@ with random weights (``pnet_rand``, torchvision's ``weights=None``) and then loa
 names, so nothing is ever downloaded. The file is torchvision's own state dict (``features.*``; the
 ``classifier.*`` keys of the full file are not used by LPIPS and are ignored):
 
-========  ==============  ==============================  ======================================================
-net       architecture    torchvision file                sha256
-========  ==============  ==============================  ======================================================
-alex      alexnet         alexnet-owt-7be5be79.pth        7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02
-vgg       vgg16           vgg16-397923af.pth              397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0
-squeeze   squeezenet1_1   squeezenet1_1-b8a52dc0.pth      starts with b8a52dc0 (torchvision's name carries the prefix)
-========  ==============  ==============================  ======================================================
+- ``alex``: alexnet, ``alexnet-owt-7be5be79.pth``, sha256 7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02;
+- ``vgg``: vgg16, ``vgg16-397923af.pth``, sha256 397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0;
+- ``squeeze``: squeezenet1_1, ``squeezenet1_1-b8a52dc0.pth``, sha256 starting with b8a52dc0.
+
+torchvision names each file by the first 8 hex digits of its sha256 (``Backbone.sha256_prefix``).
 
 Frames are uint8 (F, H, W, 3) and are mapped to LPIPS's [-1, 1] input range as ``x / 127.5 - 1``. Lower is
 better: 0 for identical frames. Per pair of videos, ``lpips`` is the mean over frames ``first``.. (as the other

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from fixtures import lpips_backbone
 
 from ablations.doctor import lpips_checks
 from ablations.schema import StudyError, from_dict
@@ -36,17 +37,9 @@ from metrics.lpips import (
 from metrics.paired import slope
 
 
-def save_backbone(path: Path, net: str = "alex", seed: int = 0, **more: torch.Tensor) -> Path:
-    """torchvision's ``net`` architecture with seeded random weights, saved as its ``features.*`` state dict."""
-    torch.manual_seed(seed)
-    features = getattr(torchvision.models, BACKBONES[net].architecture)(weights=None).features
-    torch.save({**{f"features.{k}": v for k, v in features.state_dict().items()}, **more}, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def alex_file(tmp_path_factory) -> Path:
-    return save_backbone(tmp_path_factory.mktemp("lpips") / "alexnet-random.pth")
+    return lpips_backbone(tmp_path_factory.mktemp("lpips") / "alexnet-random.pth")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +90,7 @@ def test_it_agrees_with_torchmetrics_given_the_same_backbone(net: str, tmp_path:
     from torchmetrics.functional.image import lpips as tm_lpips
     from torchmetrics.image import LearnedPerceptualImagePatchSimilarity
 
-    path = save_backbone(tmp_path / f"{net}.pth", net, seed=5)
+    path = lpips_backbone(tmp_path / f"{net}.pth", net, seed=5)
     a, b = textured(frames=3, seed=6), noisy(textured(frames=3, seed=6), 25.0)
     ours = FrameLPIPS.from_file(path, net).frames(a, b)
     # with the backbone left random the numbers differ: the file's weights are what is scored
@@ -121,7 +114,7 @@ def test_it_agrees_with_torchmetrics_given_the_same_backbone(net: str, tmp_path:
 
 
 def test_a_wrong_file_fails_naming_the_file_and_the_expected_architecture(tmp_path: Path) -> None:
-    vgg = save_backbone(tmp_path / "vgg16.pth", "vgg")
+    vgg = lpips_backbone(tmp_path / "vgg16.pth", "vgg")
     with pytest.raises(LPIPSWeightsError) as error:
         FrameLPIPS.from_file(vgg, "alex")
     message = str(error.value)
@@ -135,7 +128,7 @@ def test_a_wrong_file_fails_naming_the_file_and_the_expected_architecture(tmp_pa
             read_backbone(path, "alex")
         assert str(error.value).startswith(str(path)) and words in str(error.value)
     # a tensor of the wrong shape under the right key
-    state = torch.load(save_backbone(tmp_path / "a.pth"), weights_only=True)
+    state = torch.load(lpips_backbone(tmp_path / "a.pth"), weights_only=True)
     state["features.0.weight"] = torch.zeros(8, 3, 11, 11)
     torch.save(state, tmp_path / "narrow.pth")
     with pytest.raises(LPIPSWeightsError, match=r"features.0.weight has shape \(8, 3, 11, 11\)"):
@@ -143,7 +136,7 @@ def test_a_wrong_file_fails_naming_the_file_and_the_expected_architecture(tmp_pa
 
 
 def test_the_full_torchvision_file_loads_its_classifier_keys_ignored(tmp_path: Path) -> None:
-    path = save_backbone(tmp_path / "full.pth", "squeeze", **{"classifier.1.weight": torch.zeros(2, 2)})
+    path = lpips_backbone(tmp_path / "full.pth", "squeeze", **{"classifier.1.weight": torch.zeros(2, 2)})
     loaded = {f"features.{key}" for key in read_backbone(path, "squeeze")}
     assert loaded == set(torch.load(path, weights_only=True)) - {"classifier.1.weight"}
 
@@ -213,9 +206,22 @@ def test_the_study_section_is_validated_at_load() -> None:
     assert typing.get_args(typing.get_type_hints(LPIPSConfig)["net"]) == LPIPS_NETS
 
 
+def test_the_protocol_says_lpips_is_not_computed_without_a_weights_file() -> None:
+    from ablations.protocol import LPIPS_ABSENT, lpips_protocol
+    from ablations.study import load_study
+
+    assert LPIPS_ABSENT == "not computed (no weights file given)"
+    assert lpips_protocol(load_study("quickstart")) == {"computed": False, "detail": LPIPS_ABSENT}  # paired, no file
+    assert lpips_protocol(load_study("smoke")) is None  # no paired metrics at all
+
+
 def test_doctor_checks_the_file_loads_and_says_when_lpips_is_off(alex_file: Path, tmp_path: Path) -> None:
+    from ablations.doctor import metric_checks
+    from ablations.study import load_study
+
     (off,) = lpips_checks(None)
     assert off.ok and off.detail == "LPIPS: not computed (no weights file given)"
+    assert off in metric_checks(load_study("quickstart"))  # paired metrics, no LPIPS file: said, not failed
     loads, published = lpips_checks(LPIPSConfig(str(alex_file), "alex"))
     assert loads.ok and loads.required and file_sha256(alex_file)[:12] in loads.detail
     assert not published.ok and not published.required and "alexnet-owt-7be5be79.pth" in published.detail
