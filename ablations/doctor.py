@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablations.schema import to_dict
-from ablations.study import Study, StudyError, load_prompts
+from ablations.study import LPIPSConfig, Study, StudyError, load_prompts
 
 # Backends whose generate memory spliter.backends.memory models (the real Kandinsky 2.2 architectures).
 MEMORY_MODELLED = ("kandinsky22", "kandinsky22-random")
@@ -157,7 +157,31 @@ def metric_checks(study: Study) -> list[Check]:
     if "fid" in metrics.select and metrics.fid.weights != "random":
         checks.append(_path_check("metrics.fid.weights", metrics.fid.weights, "Inception weights file",
                                   "weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases"))
+    if "paired" in metrics.select:
+        checks += lpips_checks(metrics.paired.lpips)
     return checks
+
+
+def lpips_checks(lpips: LPIPSConfig | None) -> list[Check]:
+    """The LPIPS backbone file loads as its net's architecture; whether it is torchvision's published file is
+    advisory (its sha256 starts with the 8 hex digits of torchvision's file name)."""
+    if lpips is None:
+        return [Check("metrics.paired.lpips", True, "LPIPS: not computed (no weights file given)", False)]
+    from metrics.fvd import file_sha256
+    from metrics.lpips import LPIPSWeightsError, backbone, read_backbone
+
+    try:
+        read_backbone(lpips.weights, lpips.net)
+    except LPIPSWeightsError as err:
+        return [Check("metrics.paired.lpips.weights", False, str(err))]
+    path, spec = Path(lpips.weights).expanduser(), backbone(lpips.net)
+    digest = file_sha256(path)
+    published = digest.startswith(spec.sha256_prefix)
+    return [Check("metrics.paired.lpips.weights", True, f"LPIPS '{lpips.net}': {path}, sha256 {digest[:12]}"),
+            Check("metrics.paired.lpips.published", published,
+                  f"sha256 starts with {spec.sha256_prefix}: torchvision's {spec.file}" if published else
+                  f"sha256 {digest[:8]}... is not torchvision's {spec.file} ({spec.sha256_prefix}...): LPIPS numbers "
+                  "from it are not comparable with published ones", False)]
 
 
 def _untagged_problem(spec) -> str | None:

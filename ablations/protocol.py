@@ -1,5 +1,6 @@
-"""study.json `evaluation_protocol`: training corpus, evaluation set and its size, the FVD protocol and n, and the
-leakage check's result, so a reader can tell what the quality numbers were measured against."""
+"""study.json `evaluation_protocol`: training corpus, evaluation set and its size, the FVD protocol and n, whether
+LPIPS is computed (and from which backbone file), and the leakage check's result, so a reader can tell what the
+quality numbers were measured against."""
 
 from __future__ import annotations
 
@@ -44,6 +45,21 @@ def _fvd(study: Study) -> dict[str, Any] | None:
             "n_generated_per_trial": len(load_prompts(gen)[0]) * gen["samples_per_prompt"]}
 
 
+LPIPS_ABSENT = "not computed (no weights file given)"
+
+
+def lpips_protocol(study: Study) -> dict[str, Any] | None:
+    """None when the paired family is not scored; else the net and backbone file, or that LPIPS is not computed."""
+    metrics = to_dict(study.spec.metrics)
+    if "paired" not in metrics["select"] or not study.spec.generate.enabled:
+        return None
+    cfg = metrics["paired"]["lpips"]
+    if cfg is None:
+        return {"computed": False, "detail": LPIPS_ABSENT}
+    return {"computed": True, "net": cfg["net"], "weights": cfg["weights"],
+            "detail": f"{cfg['net']} backbone from {cfg['weights']} (rows lpips[{cfg['net']},...], sha256 in extra)"}
+
+
 def _skipped_reference(ctx: RunContext) -> int | None:
     """Clips left out of the reference set (the skip lists next to the cached FVD statistics)."""
     lists = sorted((ctx.root / "cache" / "fvd").glob("fvd-ref-*.skipped.json"))
@@ -64,5 +80,6 @@ def evaluation_protocol(ctx: RunContext, study: Study) -> dict[str, Any]:
         "training_corpus": {**_corpus(to_dict(study.spec.data)), **_store_sizes(ctx, study)},
         "evaluation_set": evaluation,
         "fvd": _fvd(study),
+        "lpips": lpips_protocol(study),
         "leakage": check_leakage(study).summary(),
     }

@@ -138,6 +138,25 @@ class FIDConfig:
     frames: int | None = None  # the first frames of each video (None: all)
 
 
+@dataclass
+class LPIPSConfig:
+    # A local torchvision backbone file of `net`'s architecture (alex: alexnet-owt-7be5be79.pth, vgg:
+    # vgg16-397923af.pth, squeeze: squeezenet1_1-b8a52dc0.pth; metrics.lpips); never downloaded.
+    weights: str = ""
+    net: Literal["alex", "vgg", "squeeze"] = "alex"  # metrics.lpips.LPIPS_NETS
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise ValueError("weights: give the local torchvision backbone file LPIPS loads (alex: "
+                             "alexnet-owt-7be5be79.pth), or remove metrics.paired.lpips to score no LPIPS")
+
+
+@dataclass
+class PairedConfig:
+    # LPIPS rows of the "paired" family; null (the default): LPIPS is not computed, and the protocol says so.
+    lpips: LPIPSConfig | None = None
+
+
 def _default_families() -> list[str]:
     from metrics.families import DEFAULT_FAMILIES  # torch: see _library_configs
 
@@ -154,6 +173,7 @@ class MetricsConfig:
     clip_encoders: list[str] = field(default_factory=lambda: ["backend"])
     fvd: FVDConfig = field(default_factory=FVDConfig)  # settings of the "fvd" family
     fid: FIDConfig = field(default_factory=FIDConfig)  # settings of the "fid" family (frame FID)
+    paired: PairedConfig = field(default_factory=PairedConfig)  # settings of the "paired" family (LPIPS)
 
 
 @dataclass

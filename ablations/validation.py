@@ -190,6 +190,9 @@ def _check_generate(
         )
     if _fvd_on(metrics):
         _check_fvd(_get(metrics, "fvd"), generate, data, at)
+    lpips = _lpips_on(metrics)
+    if lpips and size is not None:
+        _check_lpips_size(_get(lpips, "net", "alex"), size, at)
 
 
 def _check_scores_something(metrics: Mapping[str, Any], generates: bool, at: str) -> None:
@@ -266,6 +269,23 @@ def _embedding_on(metrics: Mapping[str, Any]) -> bool:
 def _fvd_on(metrics: Mapping[str, Any]) -> bool:
     """FVD is scored: the family is in `metrics.select`."""
     return "fvd" in (_get(metrics, "select") or ())
+
+
+def _lpips_on(metrics: Mapping[str, Any]) -> Any:
+    """The LPIPS section when LPIPS is scored (the paired family selected and metrics.paired.lpips given), else None."""
+    if "paired" not in (_get(metrics, "select") or ()):
+        return None
+    return _get(_get(metrics, "paired"), "lpips")
+
+
+def _check_lpips_size(net: str, size: int, at: str) -> None:
+    from metrics.lpips import BACKBONES  # imports torch: only when a study scores LPIPS
+
+    least = BACKBONES[net].min_size
+    if size < least:
+        others = ", ".join(f"{name}: >= {spec.min_size}" for name, spec in BACKBONES.items())
+        raise StudyError(f"{at}generate.size: {size} px is smaller than the {least} px LPIPS '{net}' "
+                         f"(metrics.paired.lpips.net) needs; allowed: size >= {least} ({others})")
 
 
 def _prompt_count(generate: Mapping[str, Any]) -> int:

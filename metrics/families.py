@@ -9,11 +9,11 @@ statistics), each built only when a family asks for it. Every row is made by a `
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from metrics.paired import paired_rows, paired_spec
-from metrics.registry import MetricSpec, protocol_name
+from metrics.lpips import lpips_rows
+from metrics.paired import paired_rows
 from metrics.suite import GeneratedSample, clip_rows, pixel_motion_rows, score_embeddings
 from spliter.registry import Registry
 
@@ -32,6 +32,7 @@ class ScoreContext(Protocol):
     def clip_encoders(self) -> Sequence[Any]: ...  # metrics.clip encoders of metrics.clip_encoders
     def fvd(self) -> tuple[Any, Any]: ...  # (metrics.fvd.FVDScorer, reference FeatureStats)
     def fid(self) -> tuple[Any, Any]: ...  # (metrics.fid.FrameFID, reference videos)
+    def lpips(self) -> Any | None: ...  # metrics.lpips.FrameLPIPS of metrics.paired.lpips, None when not configured
 
 
 @dataclass(frozen=True)
@@ -75,21 +76,20 @@ def _fid(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
 
 
 def _paired(videos: Sequence[GeneratedSample], ctx: ScoreContext) -> Rows:
-    """Frame-paired ground-truth rows for every video that has a true video; the protocol tuple names them."""
+    """Frame-paired ground-truth rows for every video that has a true video; the protocol tuple names them.
+    LPIPS rows only when the study gives a backbone weights file (ctx.lpips())."""
     paired = [v for v in videos if v.truth is not None]
     if not paired:
         raise ValueError("no generated video has a true video to pair with; generate from real videos "
                          "(generate.prompts: store:test) or drop 'paired' from metrics.select")
+    lpips = ctx.lpips()
     rows: Rows = []
     for video in paired:
-
-        def spec(base: str, size: int, first: int, protocol: tuple[str, ...] = video.protocol) -> MetricSpec:
-            return replace(paired_spec(base, size, first),
-                           name=protocol_name(base, f"{size}px", f"frames{first}+", *protocol))
-
+        ids = {"prompt_id": video.prompt_id, "sample_idx": video.sample_idx, "gen_seed": video.gen_seed}
         try:
-            rows += paired_rows(video.frames, video.truth, spec=spec, prompt_id=video.prompt_id,
-                                sample_idx=video.sample_idx, gen_seed=video.gen_seed)
+            rows += paired_rows(video.frames, video.truth, protocol=video.protocol, **ids)
+            if lpips is not None:
+                rows += lpips_rows(lpips, video.frames, video.truth, protocol=video.protocol, **ids)
         except ValueError as err:
             raise ValueError(f"video {video.label} {list(video.protocol)}: {err}") from err
     return rows
@@ -110,4 +110,5 @@ METRIC_FAMILIES.register("fid", MetricFamily(
     _fid, needs_videos=True, description="frame FID against the data source's real clips (metrics.fid.FrameFID)"))
 METRIC_FAMILIES.register("paired", MetricFamily(
     _paired, needs_videos=True, protocol_rows=True,
-    description="PSNR/SSIM per frame, their slope, change cosine and motion ratio against the true video"))
+    description="PSNR/SSIM per frame, their slope, change cosine and motion ratio against the true video; LPIPS "
+                "(metrics.paired.lpips) when a local backbone weights file is given"))

@@ -17,13 +17,12 @@ Per pair of videos:
   video, and at most about 0.5 for a shape that moves the other way (only the vacated pixels agree).
 
 Frame 0 is skipped by default (``first=1``): from a true start it is the true frame itself. The frames scored
-are named in the protocol (``frames1+``), with the frame size (``32px``). LPIPS is not computed: its network
-weights are not on this machine and are never downloaded.
+are named in the protocol (``frames1+``), with the frame size (``32px``). LPIPS (metrics.lpips) is scored only
+when the study names a local backbone weights file (``metrics.paired.lpips``); nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,12 +134,13 @@ def paired_scores(generated: Any, truth: Any, first: int = 1) -> dict[str, tuple
     }
 
 
-def paired_spec(base: str, size: int, first: int = 1) -> MetricSpec:
-    """The MetricSpec of one paired metric at a frame size, scoring frames ``first``.."""
+def paired_spec(base: str, size: int, first: int = 1, protocol: tuple[str, ...] = ()) -> MetricSpec:
+    """The MetricSpec of one paired metric at a frame size, scoring frames ``first``.., named with ``protocol``
+    (how the video was made: mode, start=..., split=...)."""
     if base not in PAIRED_METRICS:
         raise EmbeddingError(f"unknown paired metric {base!r}; choose one of {', '.join(PAIRED_METRICS)}")
     higher, ranked, description = PAIRED_METRICS[base]
-    name = protocol_name(base, f"{size}px", f"frames{first}+")
+    name = protocol_name(base, f"{size}px", f"frames{first}+", *protocol)
     return MetricSpec(name, "video", higher, PAIRED_VERSION, description, ranked=ranked)
 
 
@@ -148,7 +148,7 @@ def paired_rows(
     generated: Any,
     truth: Any,
     first: int = 1,
-    spec: Callable[[str, int, int], MetricSpec] = paired_spec,
+    protocol: tuple[str, ...] = (),
     **ids: Any,
 ) -> list[dict[str, Any]]:
     """One score row per paired metric for one video pair; ``ids`` (prompt_id, sample_idx, gen_seed) go in each row."""
@@ -156,5 +156,5 @@ def paired_rows(
     rows = []
     for base, (value, per_frame) in paired_scores(gen, true, first).items():
         extra = {"per_frame": per_frame} if per_frame is not None else {}
-        rows.append(spec(base, gen.shape[1], first).row(value, len(gen) - first, extra=extra, **ids))
+        rows.append(paired_spec(base, gen.shape[1], first, protocol).row(value, len(gen) - first, extra=extra, **ids))
     return rows

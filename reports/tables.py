@@ -507,6 +507,7 @@ def protocol_table(results: Results) -> pd.DataFrame:
                   + _run_once(results.scores, study)),
         ("scored on", scored_on(results.scores)),
         ("skipped videos", skipped_summary(study)),
+        *lpips_field(study),
         ("git", _known(study.get("git_sha"))[:12] + (" (dirty: uncommitted changes)" if study.get("git_dirty") else "")),
         ("libraries", ", ".join(f"{name} {version}" for name, version in sorted(versions.items())) or "not recorded"),
         ("device", _known(study.get("device")) + (f" ({', '.join(gpus)})" if gpus else "")),
@@ -515,6 +516,12 @@ def protocol_table(results: Results) -> pd.DataFrame:
     if results.missing:
         fields.append(("absent tables", ", ".join(results.missing)))
     return pd.DataFrame(fields, columns=["field", "value"])
+
+
+def lpips_field(study: dict[str, Any]) -> list[tuple[str, str]]:
+    """The protocol row on LPIPS when the study scores paired metrics: its backbone, or that it is not computed."""
+    lpips = (study.get("evaluation_protocol") or {}).get("lpips")
+    return [("LPIPS", str(lpips.get("detail") or ""))] if lpips else []
 
 
 SKIPPED_COLUMNS = ("encode", "video", "reason")

@@ -101,3 +101,17 @@ def kandinsky_folders(root: Path, seed: int = 0) -> tuple[Path, Path]:
     backend.prior_pipeline.save_pretrained(root / "prior")
     backend.decoder_pipeline.save_pretrained(root / "decoder")
     return root / "prior", root / "decoder"
+
+
+def lpips_backbone(path: Path, net: str = "alex", seed: int = 0, **more: Any) -> Path:
+    """torchvision's architecture of LPIPS `net` with seeded random weights, saved as torchvision's files hold it
+    (`features.*` keys; the classifier, unused by LPIPS, left out unless given in `more`)."""
+    import torch
+    import torchvision
+
+    from metrics.lpips import BACKBONES
+
+    torch.manual_seed(seed)
+    features = getattr(torchvision.models, BACKBONES[net].architecture)(weights=None).features
+    torch.save({**{f"features.{k}": v for k, v in features.state_dict().items()}, **more}, path)
+    return path

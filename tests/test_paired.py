@@ -97,3 +97,10 @@ def test_bad_pairs_are_refused_with_a_clear_message() -> None:
         motion_ratio(flat([1, 2]), flat([5, 5]))
     with pytest.raises(EmbeddingError, match="11x11"):
         frame_ssim(flat([1, 2], size=8), flat([1, 2], size=8))
+
+
+def test_rows_are_named_by_the_protocol_of_the_video() -> None:
+    truth = moving_square(+2, size=16)
+    rows = paired_rows(truth, truth, protocol=("chain", "start=prior", "split=test"))
+    assert {row["metric"] for row in rows} == {f"{base}[16px,frames1+,chain,start=prior,split=test]"
+                                               for base in paired_scores(truth, truth)}  # fmt: skip

@@ -1,5 +1,6 @@
 """The quickstart world end to end at micro size: shapes -> pixel-linear -> test split -> generation from true and
-prior starts in both modes -> paired ground-truth scores -> report with the true video in the GIF grid."""
+prior starts in both modes -> paired ground-truth scores (LPIPS from a random-weight AlexNet file) -> report with
+the true video in the GIF grid."""
 
 import copy
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures import changed, finished_run, micro_quickstart, shipped_study, study_scores
+from fixtures import changed, finished_run, lpips_backbone, micro_quickstart, shipped_study, study_scores
 from PIL import Image
 
 from ablations.schema import StudyError, from_dict
@@ -22,8 +23,14 @@ HEADLINE = "change_cosine[32px,frames1+,{mode},start={start},split=test]"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    _, runs = finished_run(tmp_path_factory.mktemp("qsmicro"), micro_quickstart())
+def lpips_file(tmp_path_factory) -> Path:
+    return lpips_backbone(tmp_path_factory.mktemp("lpips") / "alexnet-random.pth")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, lpips_file: Path) -> Path:
+    study = micro_quickstart(metrics__paired={"lpips": {"weights": str(lpips_file), "net": "alex"}})
+    _, runs = finished_run(tmp_path_factory.mktemp("qsmicro"), study)
     return runs / "qsmicro"
 
 
@@ -80,10 +87,30 @@ def test_paired_rows_are_named_by_mode_start_and_split(run):
     assert (static["value"] == 0).all()  # a frozen video has no change to agree with
 
 
+def test_lpips_rows_are_scored_from_the_given_weights_file(run, lpips_file):
+    from metrics.fvd import file_sha256
+
+    scores = pd.read_parquet(run / "results" / "scores.parquet")
+    for mode in ("step", "chain"):
+        for start in ("true", "prior"):
+            for base in ("lpips", "lpips_slope"):
+                rows = scores[scores.metric == f"{base}[alex,32px,frames1+,{mode},start={start},split=test]"]
+                assert set(rows.variant) == {"static", "mean_motion", "text_blind", "combined"}, (base, mode, start)
+                assert not rows["higher_is_better"].any()
+                assert {json.loads(extra)["weights"] for extra in rows["extra"]} == {file_sha256(lpips_file)}
+    lpips = scores[scores.metric.str.startswith("lpips[")]
+    assert (lpips["value"] >= 0).all() and (lpips["value"] > 0).any()
+    study = json.loads((run / "results" / "study.json").read_text())
+    assert study["evaluation_protocol"]["lpips"] == {
+        "computed": True, "net": "alex", "weights": str(lpips_file),
+        "detail": f"alex backbone from {lpips_file} (rows lpips[alex,...], sha256 in extra)"}
+
+
 def test_study_json_says_what_world_the_numbers_come_from(run):
     study = json.loads((run / "results" / "study.json").read_text())
     assert study["world"].startswith("Procedural shapes") and study["question"]
     assert "pixel-linear" in (run / "report" / "index.html").read_text()
+    assert "alex backbone from" in (run / "report" / "index.html").read_text()  # the protocol table's LPIPS row
     # A store prompt set counts the test videos it renders (micro: max_prompts 3), not the empty jsonl list.
     assert study["prompt_set"]["name"] == "store:test" and study["prompt_set"]["n"] == 3
 

@@ -271,6 +271,19 @@ def test_protocol_table_says_what_was_not_recorded_or_not_done() -> None:
     assert dict(tables.protocol_table(unused).itertuples(index=False))["backend"] == "none (not used)"
 
 
+def test_protocol_table_says_whether_lpips_was_computed() -> None:
+    def protocol(lpips: dict | None) -> dict[str, str]:
+        study = {**STUDY, "evaluation_protocol": {"lpips": lpips}}
+        results = Results(Path("."), study, pd.DataFrame(), pd.DataFrame({"gpu_name": []}), pd.DataFrame(),
+                          pd.DataFrame(), [])  # fmt: skip
+        return dict(tables.protocol_table(results).itertuples(index=False))
+
+    assert protocol({"computed": False, "detail": "not computed (no weights file given)"})["LPIPS"] == (
+        "not computed (no weights file given)")
+    assert protocol({"computed": True, "detail": "alex backbone from a.pth"})["LPIPS"] == "alex backbone from a.pth"
+    assert "LPIPS" not in protocol(None)  # no paired metrics: nothing to say
+
+
 def test_overview_puts_the_headline_first_marks_best_and_unreliable() -> None:
     data = scores(
         observations("static", {0: [0.1], 1: [0.1]}, metric="embed_cosine[step,start=true]"),

@@ -128,6 +128,17 @@ def test_fvd_frames_and_resolution_at_least_the_i3d_minimum() -> None:
     check({"metrics.fvd.frames": 4, "metrics.select": ["embedding", "pixel_motion", "clip"]})  # not computed: not checked
 
 
+def test_lpips_needs_frames_at_least_its_nets_minimum() -> None:
+    def lpips(net: str = "alex", **more) -> dict:
+        return {"metrics.select": ["embedding", "paired"], "metrics.paired.lpips": {"weights": "a.pth", "net": net},
+                **more}
+
+    fails(lpips(**{"generate.size": 16}), "generate.size", "size >= 31 (alex: >= 31, vgg: >= 16, squeeze: >= 17)")
+    check(lpips("vgg", **{"generate.size": 16}))
+    check(lpips(**{"generate.size": 16, "metrics.select": ["embedding"]}))  # not computed: not checked
+    fails(lpips(variants={"small": {"generate.size": 16}}), "variants.small (merged) -> generate.size", "size >= 31")
+
+
 def test_fvd_needs_two_generated_videos() -> None:
     fails({"generate.max_prompts": 1}, "generate.samples_per_prompt", "needs at least 2 generated videos")
     check({"generate.max_prompts": 1, "generate.samples_per_prompt": 2})

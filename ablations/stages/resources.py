@@ -1,4 +1,4 @@
-"""Resources: what a process loads to run stages (backend, stores, rollouts, CLIP encoders, FVD scorer), once.
+"""Resources: what a process loads to run stages (backend, stores, rollouts, CLIP encoders, FVD, LPIPS), once.
 
 One Resources object lives as long as its process (the launcher's own process, a pool worker, a Ray actor) and
 is reused across trials and stages; `loads` counts what was actually built, and every stage's meta.json
@@ -23,6 +23,7 @@ from ablations.study import FRAME_BASELINES, Trial
 from metrics.clip import BackendClipEncoder, OpenClipEncoder, parse_open_clip_spec, register_open_clip_config
 from metrics.fid import FIDProtocol, FrameFID
 from metrics.fvd import FVDProtocol, FVDScorer, I3DFeatureExtractor
+from metrics.lpips import FrameLPIPS
 from spliter.backends import make_backend, resolve_device
 from spliter.baselines.text2video_zero import Text2VideoZero, Text2VideoZeroConfig
 from spliter.data.store import EmbeddingStore
@@ -146,3 +147,11 @@ class Resources:
             return self._get("fid", ("random", cfg["frames"]), lambda: FrameFID.random(0, protocol, device=self.device))
         return self._get("fid", (cfg["weights"], cfg["frames"]),
                          lambda: FrameFID.from_weights(cfg["weights"], protocol, device=self.device))
+
+    def lpips(self, trial: Trial) -> Any | None:
+        """metrics.lpips.FrameLPIPS for `metrics.paired.lpips` (a local backbone file), None when not given."""
+        cfg = (trial.config["metrics"].get("paired") or {}).get("lpips")
+        if cfg is None:
+            return None
+        return self._get("lpips", (cfg["net"], cfg["weights"]),
+                         lambda: FrameLPIPS.from_file(cfg["weights"], cfg["net"], device=self.device))

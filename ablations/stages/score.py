@@ -128,6 +128,10 @@ class TrialScoring:
         """The frame-FID scorer and the real reference clips."""
         return self.resources.frame_fid(self.trial), self.reference_videos()
 
+    def lpips(self) -> Any | None:
+        """The LPIPS scorer of metrics.paired.lpips, or None when the study gives no backbone file."""
+        return self.resources.lpips(self.trial)
+
     def reference_videos(self) -> list[np.ndarray]:
         """Real clips of the study's data source, sampled like the generated videos (frames, rate, size)."""
         gen, data = self.trial.config["generate"], self.trial.config["data"]
