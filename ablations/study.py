@@ -35,7 +35,6 @@ STUDIES_DIR = Path(__file__).parent / "studies"
 # baselines that render frames directly from the caption (no embeddings: embedding-space metrics skip them), the
 # registry spliter.baselines.FRAME_BASELINES (each with its own top-level study section, named like it).
 ROLLOUT_BASELINES = ("static", "mean_motion")
-BASELINES = ROLLOUT_BASELINES + FRAME_BASELINES.names()
 CONTROLS = ("text_blind",)
 # The control's overrides on top of the variant it copies.
 CONTROL_OVERRIDES: dict[str, dict[str, Any]] = {"text_blind": {"model.text_input": "constant"}}
@@ -262,6 +261,11 @@ class Study:
         return order
 
 
+def baseline_names() -> tuple[str, ...]:
+    """Every baseline a study may list; read from the registry on each call, so a run-time registration counts."""
+    return ROLLOUT_BASELINES + FRAME_BASELINES.names()
+
+
 def stable_hash(data: Any) -> str:
     """sha256 of the canonical JSON of `data`."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -406,7 +410,7 @@ def _variants(spec: StudyFile) -> dict[str, VariantSpec]:
         variants[name] = VariantSpec(overrides, factors)
     if not variants:
         variants["base"] = VariantSpec({}, {})
-    clash = set(variants) & set(BASELINES)
+    clash = set(variants) & set(baseline_names())
     if clash:
         raise StudyError(f"variants.{sorted(clash)[0]}: this name is reserved for a baseline")
     return {**variants, **_controls(spec, variants)}
@@ -507,8 +511,8 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
     if len(set(spec.seeds)) != len(spec.seeds):
         raise StudyError(f"seeds: duplicate seeds in {spec.seeds}")
     for i, name in enumerate(spec.baselines):
-        if name not in BASELINES:
-            raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(BASELINES)}")
+        if name not in baseline_names():
+            raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(baseline_names())}")
     shared = {
         "data": data_section(spec.data),
         "backend": to_dict(spec.backend),

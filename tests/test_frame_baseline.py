@@ -15,6 +15,7 @@ from fixtures import micro_study
 from ablations.cli import main
 from ablations.doctor import frame_baseline_checks
 from ablations.study import StudyError, load_study
+from spliter.baselines import FRAME_BASELINES, FrameBaselineSpec
 from spliter.baselines.animatediff import TINY_MAX_FRAMES, save_random_folders
 
 T2VZ, AD = "text2video_zero", "animatediff"
@@ -182,3 +183,28 @@ def test_its_settings_change_only_its_own_trial(tmp_path: Path, name: str) -> No
     changed[name]["steps"] = 3
     after = {t.trial_id for t in load_study(write(tmp_path / "b.yaml", changed)).trials}
     assert {i.split("-s")[0] for i in before ^ after} == {name}
+
+
+@pytest.fixture
+def toy_registered():
+    """docs/extending.md's frame-baseline recipe: one module (tests/extending/toy_frame_baseline.py) + this line."""
+    toy = "extending.toy_frame_baseline"
+    FRAME_BASELINES.register("toy_frames", FrameBaselineSpec(
+        title="Toy frames", settings=f"{toy}:ToyFramesSettings", model=f"{toy}:ToyFrames",
+        folder_problems=f"{toy}:settings_problems", generate_problems=f"{toy}:generate_problems",
+        folders=(("folder", "toy folder"),)))
+    yield
+    FRAME_BASELINES.unregister("toy_frames")
+
+
+def test_a_frame_baseline_is_one_module_and_one_registration(tmp_path: Path, toy_registered) -> None:
+    spec = micro_study(study="toy", baselines=["static", "toy_frames"], controls=[], generate__frames=3,
+                       generate__size=16, toy_frames={"folder": str(tmp_path)})
+    with pytest.raises(StudyError, match="generate.frames: the toy renders at most 4"):
+        load_study(write(tmp_path / "long.yaml", {**spec, "generate": {**spec["generate"], "frames": 5}}))
+    (check,) = frame_baseline_checks(load_study(write(tmp_path / "toy.yaml", spec)))
+    assert check.ok and check.detail == f"Toy frames: toy folder {tmp_path}"
+    assert main(["run", str(tmp_path / "toy.yaml"), "--out", str(tmp_path / "runs"), "--no-report"]) == 0
+    scores = pd.read_parquet(tmp_path / "runs" / "toy" / "results" / "scores.parquet")
+    ours = scores[scores["variant"] == "toy_frames"]
+    assert ours["metric"].str.startswith("pixel_motion").any() and not ours["metric"].str.startswith("embed_").any()
