@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,6 +314,10 @@ def study_spec(raw: Any) -> StudyFile:
     """The StudyFile of a study's plain data: the frame baselines' sections go to `frame_settings` (unvalidated)."""
     if not isinstance(raw, dict):
         return from_dict(StudyFile, raw)
+    known = {f.name for f in fields(StudyFile) if f.init} | set(FRAME_BASELINES)
+    unknown = sorted(set(raw) - known)
+    if unknown:  # before from_dict, so the allowed keys include the frame baselines' sections
+        raise StudyError(f"{unknown[0]}: unknown key (allowed: {', '.join(sorted(known))})")
     settings = {name: raw[name] for name in FRAME_BASELINES if name in raw}
     spec = from_dict(StudyFile, {key: value for key, value in raw.items() if key not in settings})
     spec.frame_settings = settings
@@ -371,8 +375,9 @@ def _check_frame_baselines(spec: StudyFile) -> None:
         gen = spec.generate
         if not gen.enabled:
             raise StudyError(f"baselines: {name} only renders videos; set generate.enabled: true or drop it")
-        for problem in entry.generate_limits(settings, gen.frames, gen.size):
-            raise StudyError(f"generate.{problem}")
+        limits = entry.generate_limits(settings, gen.frames, gen.size)
+        if limits:
+            raise StudyError(f"generate.{limits[0]}")
         if not any(METRIC_FAMILIES.get(family).needs_videos for family in spec.metrics.select):
             raise StudyError(f"metrics.select: {spec.metrics.select} scores no videos, and {name} has only "
                              "videos (no embeddings); add pixel_motion, clip, fvd, fid or paired")

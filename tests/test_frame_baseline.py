@@ -160,6 +160,7 @@ def test_doctor_names_the_folders_each_loads(tmp_path: Path, weights: Path) -> N
     (lambda s: s.update(baselines=["static", T2VZ]), "does not list animatediff"),
     (lambda s: s[AD].update(guidance=0.5), "animatediff: guidance: must be >= 1"),
     (lambda s: s[AD].update(motion_adaptor="x"), "animatediff.motion_adaptor: unknown key"),
+    (lambda s: s.update(animatedif=s.pop(AD)), r"animatedif: unknown key \(allowed: animatediff, backend, "),
     # no adapter config to read: the published adapters' 32 positions
     (lambda s: s["generate"].update(frames=33), "generate.frames: 33 is more than the 32 frames"),
 ])
