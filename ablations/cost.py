@@ -10,9 +10,9 @@ what it decodes now (ablations.stages.decodes): `static` once per video when the
 (the start embedding, in every rollout mode) once per prompt and sample across all trials with equal
 generation settings. A "store:<split>" prompt set is counted as no videos: its size is known only after encode
 (a finished run's own counts are printed from its run folder instead).
-A baseline that renders frames with its own model (text2video_zero, animatediff: Stable Diffusion 1.5) is another
-model whose per-step cost is not measured here: its videos are counted, its images are left out of the decode
-and FLOP figures, and `plan --cost` says so.
+A baseline that renders frames with its own model (text2video_zero: Stable Diffusion 1.5) is another model whose
+per-step cost is not measured here: its videos are counted, its images are left out of the decode and FLOP
+figures, and `plan --cost` says so. animatediff (SD-1.5 with a motion adapter) is counted the same way.
 """
 
 from __future__ import annotations
