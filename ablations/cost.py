@@ -14,7 +14,7 @@ videos, an upper bound the figures then say they are ("at most"); without max_pr
 `plan --cost` says so (a finished run's own counts are printed from its run folder instead).
 A baseline that renders frames with its own model (text2video_zero: Stable Diffusion 1.5) is another model whose
 per-step cost is not measured here: its videos are counted, its images are left out of the decode and FLOP
-figures, and `plan --cost` says so.
+figures, and `plan --cost` says so. animatediff (SD-1.5 with a motion adapter) is counted the same way.
 """
 
 from __future__ import annotations

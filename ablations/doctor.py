@@ -82,16 +82,22 @@ def backend_checks(study: Study) -> list[Check]:
 
 
 def frame_baseline_checks(study: Study) -> list[Check]:
-    """The weights folder of each baseline that renders frames itself (text2video_zero: a local SD-1.5 folder)."""
-    from spliter.baselines.text2video_zero import folder_problems
+    """The weights folders of each baseline that renders frames itself (spliter.baselines.FRAME_BASELINES), by name."""
+    from spliter.baselines import FRAME_BASELINES
 
-    if "text2video_zero" not in study.spec.baselines:
-        return []
-    folder = (study.spec.text2video_zero or {}).get("folder")
-    found = folder_problems(folder)
-    if found:
-        return [Check("text2video_zero", False, line) for line in found]
-    return [Check("text2video_zero", True, f"Stable Diffusion 1.5 folder {Path(folder).expanduser()}")]
+    checks = []
+    for name in study.spec.baselines:
+        if name not in FRAME_BASELINES:
+            continue
+        entry = FRAME_BASELINES.get(name)
+        settings = entry.settings_class()(**study.spec.frame_settings[name])
+        found = entry.problems(settings)
+        if found:
+            checks += [Check(name, False, line) for line in found]
+            continue
+        folders = ", ".join(f"{what} {Path(getattr(settings, key)).expanduser()}" for key, what in entry.folders)
+        checks.append(Check(name, True, f"{entry.title}: {folders}"))
+    return checks
 
 
 def visible_gpu_bytes() -> tuple[str, int] | None:

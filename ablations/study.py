@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,13 +28,13 @@ from ablations.prompt_sets import (  # noqa: F401 - the study API
 )
 from ablations.schema import StudyError, from_dict, set_dotted, to_dict
 from ablations.validation import validate_study
+from spliter.baselines import FRAME_BASELINES
 
 STUDIES_DIR = Path(__file__).parent / "studies"
 # Baselines that are rollouts of embeddings (decoded by the study's backend, scored like the variants) and
-# baselines that render frames directly from the caption (no embeddings: embedding-space metrics skip them).
+# baselines that render frames directly from the caption (no embeddings: embedding-space metrics skip them), the
+# registry spliter.baselines.FRAME_BASELINES (each with its own top-level study section, named like it).
 ROLLOUT_BASELINES = ("static", "mean_motion")
-FRAME_BASELINES = ("text2video_zero",)
-BASELINES = ROLLOUT_BASELINES + FRAME_BASELINES
 CONTROLS = ("text_blind",)
 # The control's overrides on top of the variant it copies.
 CONTROL_OVERRIDES: dict[str, dict[str, Any]] = {"text_blind": {"model.text_input": "constant"}}
@@ -217,9 +217,6 @@ class StudyFile:
     # axis -> level -> overrides; the product of all axes becomes variants named by their non-default levels
     matrix: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     baselines: list[str] = field(default_factory=lambda: list(ROLLOUT_BASELINES))
-    # The text2video_zero baseline's settings (spliter.baselines.text2video_zero.Text2VideoZeroConfig: folder,
-    # steps, guidance, motion_field_strength_x/y, t0, t1, dtype); required when `baselines` lists it.
-    text2video_zero: dict[str, Any] | None = None
     # The evaluation set (same keys as data, a data source with videos): FVD's reference clips, and videos the
     # training corpus must not contain (ablations.leakage). None: the training store's validation split.
     evaluation: DataConfig | None = None
@@ -231,6 +228,10 @@ class StudyFile:
     expectations: list[Expectation] = field(default_factory=list)
     # The metric the report leads with; held-out embedding accuracy answers the study's question directly.
     headline_metric: str = "embed_cosine[step,start=true]"
+    # Each frame baseline's settings by its name: the study's top-level `<name>:` sections (`text2video_zero:`,
+    # `animatediff:`), split off by `study_spec` and validated against the settings dataclass its registration
+    # names (spliter.baselines.FRAME_BASELINES); a section is required exactly when `baselines` lists it.
+    frame_settings: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,11 @@ class Study:
         return order
 
 
+def baseline_names() -> tuple[str, ...]:
+    """Every baseline a study may list; read from the registry on each call, so a run-time registration counts."""
+    return ROLLOUT_BASELINES + FRAME_BASELINES.names()
+
+
 def stable_hash(data: Any) -> str:
     """sha256 of the canonical JSON of `data`."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
@@ -315,13 +321,27 @@ def load_study(name_or_path: str | Path) -> Study:
     except yaml.YAMLError as err:
         raise StudyError(f"{path}: not valid YAML: {err}") from err
     try:
-        spec = from_dict(StudyFile, raw)
+        spec = study_spec(raw)
         _check_components(spec)
         trials = expand_trials(spec)
         validate_study(spec, trials)
     except StudyError as err:
         raise StudyError(f"{path}: {err}") from None
     return Study(spec=spec, path=path.resolve(), trials=trials)
+
+
+def study_spec(raw: Any) -> StudyFile:
+    """The StudyFile of a study's plain data: the frame baselines' sections go to `frame_settings` (unvalidated)."""
+    if not isinstance(raw, dict):
+        return from_dict(StudyFile, raw)
+    known = {f.name for f in fields(StudyFile) if f.init} | set(FRAME_BASELINES)
+    unknown = sorted(set(raw) - known)
+    if unknown:  # before from_dict, so the allowed keys include the frame baselines' sections
+        raise StudyError(f"{unknown[0]}: unknown key (allowed: {', '.join(sorted(known))})")
+    settings = {name: raw[name] for name in FRAME_BASELINES if name in raw}
+    spec = from_dict(StudyFile, {key: value for key, value in raw.items() if key not in settings})
+    spec.frame_settings = settings
+    return spec
 
 
 def _check_components(spec: StudyFile) -> None:
@@ -352,33 +372,35 @@ def _check_components(spec: StudyFile) -> None:
 
 
 def _check_frame_baselines(spec: StudyFile) -> None:
-    """text2video_zero: its section is validated and completed in place; it renders, so the study must score videos.
+    """Each frame baseline's section is validated and completed in place; it renders, so the study must score videos.
 
-    Its folder is not looked at here (`plan` works without the weights): `doctor` and the preflight of `run`
+    Its folders are not looked at here (`plan` works without the weights): `doctor` and the preflight of `run`
     refuse a missing folder before any work, naming it and the fix (ablations.doctor.frame_baseline_checks).
+    What its model cannot render (frames, size) is refused here, under the generate key.
     """
     from metrics.families import METRIC_FAMILIES
-    from spliter.baselines.text2video_zero import Text2VideoZeroConfig
 
-    wanted = "text2video_zero" in spec.baselines
-    if not wanted:
-        if spec.text2video_zero is not None:
-            raise StudyError("text2video_zero: settings given but `baselines` does not list text2video_zero; "
-                             "add it to baselines or remove the section")
-        return
-    if spec.text2video_zero is None:
-        raise StudyError("text2video_zero: the baseline needs its section, at least "
-                         "`text2video_zero: {folder: <local Stable Diffusion 1.5 folder>}`")
-    spec.text2video_zero = to_dict(from_dict(Text2VideoZeroConfig, spec.text2video_zero, "text2video_zero"))
-    gen = spec.generate
-    if not gen.enabled:
-        raise StudyError("baselines: text2video_zero only renders videos; set generate.enabled: true or drop it")
-    if gen.frames < 2 or gen.size % 8:
-        raise StudyError(f"generate: text2video_zero needs frames >= 2 and a size that is a multiple of 8 "
-                         f"(got frames={gen.frames}, size={gen.size})")
-    if not any(METRIC_FAMILIES.get(name).needs_videos for name in spec.metrics.select):
-        raise StudyError(f"metrics.select: {spec.metrics.select} scores no videos, and text2video_zero has only "
-                         "videos (no embeddings); add pixel_motion, clip, fvd, fid or paired")
+    for name, entry in FRAME_BASELINES.items():
+        section = spec.frame_settings.get(name)
+        if name not in spec.baselines:
+            if section is not None:
+                raise StudyError(f"{name}: settings given but `baselines` does not list {name}; "
+                                 "add it to baselines or remove the section")
+            continue
+        if section is None:
+            folders = ", ".join(f"{key}: <local {what}>" for key, what in entry.folders)
+            raise StudyError(f"{name}: the baseline needs its section, at least `{name}: {{{folders}}}`")
+        settings = from_dict(entry.settings_class(), section, name)
+        spec.frame_settings[name] = to_dict(settings)
+        gen = spec.generate
+        if not gen.enabled:
+            raise StudyError(f"baselines: {name} only renders videos; set generate.enabled: true or drop it")
+        limits = entry.generate_limits(settings, gen.frames, gen.size)
+        if limits:
+            raise StudyError(f"generate.{limits[0]}")
+        if not any(METRIC_FAMILIES.get(family).needs_videos for family in spec.metrics.select):
+            raise StudyError(f"metrics.select: {spec.metrics.select} scores no videos, and {name} has only "
+                             "videos (no embeddings); add pixel_motion, clip, fvd, fid or paired")
 
 
 def matrix_axes(spec: StudyFile) -> dict[str, list[str]]:
@@ -413,7 +435,7 @@ def _variants(spec: StudyFile) -> dict[str, VariantSpec]:
         variants[name] = VariantSpec(overrides, factors)
     if not variants:
         variants["base"] = VariantSpec({}, {})
-    clash = set(variants) & set(BASELINES)
+    clash = set(variants) & set(baseline_names())
     if clash:
         raise StudyError(f"variants.{sorted(clash)[0]}: this name is reserved for a baseline")
     return {**variants, **_controls(spec, variants)}
@@ -505,16 +527,17 @@ def data_section(data: DataConfig) -> dict:
 def expand_trials(spec: StudyFile) -> list[Trial]:
     """Baselines first (once: they are deterministic), then every variant and control × seed.
 
-    text2video_zero runs once too: its weights are frozen and each video is seeded by the generation seed
-    (derive_seed of the study seed, prompt and sample), which no training seed changes.
+    Frame baselines (text2video_zero, animatediff) run once too: their weights are frozen and each video is
+    seeded by the generation seed (derive_seed of the study seed, prompt and sample), which no training seed
+    changes. Each carries its settings under its own name, so the other trials keep their ids.
     """
     if not spec.seeds:
         raise StudyError("seeds: give at least one training seed")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise StudyError(f"seeds: duplicate seeds in {spec.seeds}")
     for i, name in enumerate(spec.baselines):
-        if name not in BASELINES:
-            raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(BASELINES)}")
+        if name not in baseline_names():
+            raise StudyError(f"baselines[{i}]: {name!r} is not one of {list(baseline_names())}")
     shared = {
         "data": data_section(spec.data),
         "backend": to_dict(spec.backend),
@@ -538,8 +561,8 @@ def expand_trials(spec: StudyFile) -> list[Trial]:
             "metrics": base_config["metrics"],
             "deterministic": True,
         }
-        if name == "text2video_zero":
-            config["text2video_zero"] = spec.text2video_zero
+        if name in FRAME_BASELINES:
+            config[name] = spec.frame_settings[name]
         # Deterministic: the same numbers for every training seed, so one trial (no fake seeds).
         trials.append(Trial(spec.study, name, spec.seeds[0], "baseline", {**config, "seed": spec.seeds[0]}, {}))
     variants = _variants(spec)

@@ -16,8 +16,10 @@ def test_plan_cost_prints_the_paper_estimate(capsys) -> None:
     assert main(["plan", "--cost", "paper"]) == 0
     out = capsys.readouterr().out
     assert "paper: generate of 65 trials, 10075 videos" in out  # the Kandinsky-decoding trials
-    # text2video_zero is the 66th trial: its own model (SD-1.5), counted in videos, not in the Kandinsky figures
+    # text2video_zero and animatediff are the 66th and 67th trials: their own models (SD-1.5), counted in videos,
+    # not in the Kandinsky figures
     assert "+ text2video_zero: 1 trial, 155 videos with its own model" in out
+    assert "+ animatediff: 1 trial, 155 videos with its own model" in out
     assert "148,955 unique (embedding, negative, noise) decodes, each decoded once, of 161,200 frames" in out
     assert "(decoding every frame would be 1.082x)" in out
     assert "12.64 EFLOP decoded, 13.68 EFLOP for every frame" in out
@@ -29,7 +31,8 @@ def test_paper_counts_every_frame_and_decodes_baselines_static_and_frame0_once()
     study = load_study("paper")
     cost = generate_cost(study)
     videos, frames = 31 * 5, 16  # prompts x samples per trial, frames per video
-    assert len(study.trials) == 66 and cost.trials == 65 and cost.other_models == {"text2video_zero": videos}
+    assert len(study.trials) == 67 and cost.trials == 65
+    assert cost.other_models == {"text2video_zero": videos, "animatediff": videos}
     assert cost.frames == 65 * videos * frames  # 2 deterministic baselines once + (20 variants + text_blind) x 3 seeds
     # frame 0 once for everyone, mean_motion once (not per seed), static nothing more, each Spliter its other frames
     assert cost.decodes == videos + videos * (frames - 1) + 63 * videos * (frames - 1)

@@ -7,7 +7,7 @@ runner.py    run_trial(): lock, .partial folder, meta.json, DONE, around one sta
 encode.py    captioned videos (or a synthetic source) -> the embedding store
 train.py     the store -> a trained Spliter checkpoint
 generate.py  prompts -> videos (lossless frames.npz for scoring, mp4/gif for people)
-frame_baseline.py  the generate body of a baseline that renders frames itself (text2video_zero)
+frame_baseline.py  the generate body of a baseline that renders frames itself (text2video_zero, animatediff)
 score.py     the study's selected metric families -> scores.jsonl
 
 This package file imports nothing, so importing one stage never pulls in the others.

@@ -1,4 +1,4 @@
-"""The generate stage of a baseline that renders frames directly from the caption (Text2Video-Zero).
+"""The generate stage of a baseline that renders frames directly from the caption (spliter.baselines.FRAME_BASELINES).
 
 Same prompts, seeds, frames, size and files as the Spliter variants (ablations.stages.generate): for each
 prompt and sample, gen_seed = derive_seed(study_seed, prompt id, sample) seeds the pipeline, and the frames
@@ -30,7 +30,7 @@ from ablations.study import Trial, load_prompts, store_prompt_split
 from spliter.pipeline import derive_seed
 
 if TYPE_CHECKING:
-    from spliter.baselines.text2video_zero import Text2VideoZero
+    from spliter.baselines import FrameBaseline
 
 PRIOR_START = "prior"  # the start a caption-only generator stands for
 
@@ -50,14 +50,14 @@ def run(ctx: RunContext, resources: Resources, trial: Trial, work: Path) -> dict
     return {"n_videos": len(index), "prompt_set": name, "prompts_sha256": sha, "baseline": trial.config["baseline"]}
 
 
-def _record(trial: Trial, model: Text2VideoZero, prompt_id: str, text: str, sample_idx: int, gen_seed: int) -> dict:
+def _record(trial: Trial, model: FrameBaseline, prompt_id: str, text: str, sample_idx: int, gen_seed: int) -> dict:
     gen = trial.config["generate"]
     return {"prompt": {"id": prompt_id, "text": text}, "sample_idx": sample_idx, "gen_seed": gen_seed,
             "frames": gen["frames"], "size": gen["size"], "study_seed": trial.config["study_seed"],
             "baseline": trial.config["baseline"], "pipeline": model.identity()}
 
 
-def _prompt_set(trial: Trial, model: Text2VideoZero, videos: Path) -> list[dict]:
+def _prompt_set(trial: Trial, model: FrameBaseline, videos: Path) -> list[dict]:
     gen = trial.config["generate"]
     index = []
     for prompt in load_prompts(gen)[0]:
@@ -72,7 +72,7 @@ def _prompt_set(trial: Trial, model: Text2VideoZero, videos: Path) -> list[dict]
 
 
 def _store_prompts(ctx: RunContext, resources: Resources, trial: Trial, work: Path, split: str,
-                   model: Text2VideoZero) -> list[dict]:
+                   model: FrameBaseline) -> list[dict]:
     gen = trial.config["generate"]
     records, listing = store_prompt_records(ctx, resources, trial, split)
     modes = list(gen.get("modes") or [gen["mode"]])

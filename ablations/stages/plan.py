@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ablations.stages.context import RunContext
-from ablations.study import Trial, stable_hash
+from ablations.study import FRAME_BASELINES, Trial, stable_hash
 
 STAGES = ("encode", "train", "generate", "score")
 # Bump a stage's version when its code changes what it writes: its DONE hashes go stale and it reruns.
@@ -42,8 +42,8 @@ def stage_config(trial: Trial, stage: str) -> dict:
         "study_seed": cfg["study_seed"],
         "version": STAGE_VERSIONS["generate"],
     }
-    if "text2video_zero" in cfg:  # only that baseline's trial has it, so every other trial keeps its hash
-        generate["text2video_zero"] = cfg["text2video_zero"]
+    if cfg.get("baseline") in FRAME_BASELINES:  # its settings, under its name: every other trial keeps its hash
+        generate[cfg["baseline"]] = cfg[cfg["baseline"]]
     if stage == "generate":
         return generate
     if stage == "score":

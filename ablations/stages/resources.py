@@ -25,7 +25,6 @@ from metrics.fid import FIDProtocol, FrameFID
 from metrics.fvd import FVDProtocol, FVDScorer, I3DFeatureExtractor
 from metrics.lpips import FrameLPIPS
 from spliter.backends import make_backend, resolve_device
-from spliter.baselines.text2video_zero import Text2VideoZero, Text2VideoZeroConfig
 from spliter.data.store import EmbeddingStore
 from spliter.models import load_spliter
 from spliter.rollout import MeanMotionRollout, RolloutConfig, SpliterRollout, StaticRollout
@@ -86,10 +85,11 @@ class Resources:
                          lambda: self._build_rollout(trial, mode))
 
     def frame_baseline(self, trial: Trial) -> Any:
-        """The trial's frame-rendering baseline (spliter.baselines.text2video_zero), loaded once per settings."""
-        cfg = trial.config["text2video_zero"]
-        return self._get("text2video_zero", (json.dumps(cfg, sort_keys=True),),
-                         lambda: Text2VideoZero.from_folder(Text2VideoZeroConfig(**cfg), device=self.ctx.device))
+        """The trial's frame-rendering baseline (spliter.baselines.FRAME_BASELINES), loaded once per settings."""
+        name = trial.config["baseline"]
+        entry, cfg = FRAME_BASELINES.get(name), trial.config[name]
+        return self._get(name, (json.dumps(cfg, sort_keys=True),),
+                         lambda: entry.build(entry.settings_class()(**cfg), device=self.ctx.device))
 
     def _build_rollout(self, trial: Trial, mode: str) -> Any:
         if trial.config.get("baseline") in FRAME_BASELINES:

@@ -15,27 +15,19 @@ checks without them.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spliter.baselines import sd15
+
 if TYPE_CHECKING:
     from diffusers import TextToVideoZeroPipeline
 
-HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DTYPES = ("float16", "bfloat16", "float32")
-# Component -> the config file that must be there; the model components must hold a weight file too.
-COMPONENTS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
-              "tokenizer": "tokenizer_config.json", "scheduler": "scheduler_config.json"}
-MODEL_COMPONENTS = ("unet", "vae", "text_encoder")
-_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
-TINY_TEXT_DIM = 32  # hidden size of the tiny CLIP text tower (the UNet's cross-attention width)
+HUB_ID = sd15.HUB_ID
 
 
 @dataclass(frozen=True)
@@ -63,32 +55,26 @@ class Text2VideoZeroConfig:
         if not float(self.guidance) > 1.0:
             raise ValueError(f"guidance: must be > 1 (the pipeline's cross-frame attention assumes the classifier-free "
                              f"pair of batches), got {self.guidance}")
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise ValueError(f"dtype: {self.dtype!r} is not one of {list(DTYPES)} (or null: fp16 on CUDA, fp32 elsewhere)")
+        sd15.check_dtype(self.dtype)
 
 
 def folder_problems(folder: str | Path | None) -> list[str]:
     """One line per problem of an SD-1.5 folder (configs and weight files, no weights read), naming it and the fix."""
-    if not folder:
-        return [f"text2video_zero.folder: not given; name the local SD-1.5 folder (hf download {HUB_ID} "
-                "--local-dir models/stable-diffusion-v1-5 on a machine with internet)"]
-    fix = f"on a machine with internet run: hf download {HUB_ID} --local-dir {folder}"
-    root = Path(folder).expanduser()
-    if not (root / "model_index.json").is_file():
-        return [f"Text2Video-Zero weights not found: expected a Stable Diffusion 1.5 folder (model_index.json, unet/, "
-                f"vae/, text_encoder/, tokenizer/, scheduler/) at {root.resolve()}; {fix}"]
-    try:
-        index = json.loads((root / "model_index.json").read_text())
-    except (OSError, ValueError):
-        return [f"Text2Video-Zero folder {root}: model_index.json is not valid JSON; {fix}"]
+    return sd15.folder_problems(folder, "Text2Video-Zero", "text2video_zero.folder")
+
+
+def settings_problems(config: Text2VideoZeroConfig) -> list[str]:
+    """folder_problems of the settings' folder (FRAME_BASELINES' weight check)."""
+    return folder_problems(config.folder)
+
+
+def generate_problems(config: Text2VideoZeroConfig, frames: int, size: int) -> list[str]:
+    """What of the study's generate settings it cannot render: it warps the first frame into >= 1 others."""
     problems = []
-    for name, config in COMPONENTS.items():
-        sub = root / name
-        where = f"Text2Video-Zero folder {root}: component {name!r}"
-        if name not in index or not (sub / config).is_file():
-            problems.append(f"{where} is missing ({sub / config} absent or {name} not in model_index.json); {fix}")
-        elif name in MODEL_COMPONENTS and not any(any(sub.glob(p)) for p in _WEIGHT_PATTERNS):
-            problems.append(f"{where} has no weight file (.safetensors or .bin) in {sub}; {fix}")
+    if frames < 2:
+        problems.append(f"frames: text2video_zero warps the first frame into the others: needs frames >= 2, got {frames}")
+    if size % 8:
+        problems.append(f"size: text2video_zero renders sizes that are a multiple of 8, got {size}")
     return problems
 
 
@@ -124,8 +110,7 @@ class Text2VideoZero:
     @property
     def size_multiple(self) -> int:
         """Frame sizes must be a multiple of this: the VAE's and the UNet's downsampling (and the pipeline's 8)."""
-        down = 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
-        return int(np.lcm(8, self.pipe.vae_scale_factor * down))
+        return sd15.size_multiple(self.pipe.vae_scale_factor, len(self.pipe.unet.config.block_out_channels))
 
     def render(self, prompt: str, frames: int, size: int, seed: int) -> np.ndarray:
         """uint8 (frames, size, size, 3) for one caption; the same seed gives the same video."""
@@ -154,48 +139,18 @@ class Text2VideoZero:
 
     def identity(self) -> dict[str, Any]:
         """JSON-able description recorded next to every video (weights folder, dtype, the settings)."""
-        return {**self._identity, **asdict(self.config)}
+        return {**asdict(self.config), **self._identity}
 
 
 # ---------------------------------------------------------------------------------------- tiny random weights
 
 
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def random_pipeline(seed: int = 0) -> TextToVideoZeroPipeline:
-    """The pipeline's own classes with tiny configs (2x VAE, 2-level UNet, 32-d CLIP text tower) and seeded weights."""
-    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoZeroPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    """The pipeline's own classes with tiny configs (sd15.tiny_components) and seeded weights, with DDIM."""
+    from diffusers import DDIMScheduler, TextToVideoZeroPipeline
 
-    from spliter.backends.tokenizer import CLIP_BOS_ID, CLIP_EOS_ID, CLIP_VOCAB_SIZE, clip_tokenizer
-
-    with _seeded(seed):
-        unet = UNet2DConditionModel(
-            sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-            norm_num_groups=8, cross_attention_dim=TINY_TEXT_DIM, attention_head_dim=4,
-            # Self-attention in both levels, so the cross-frame attention processors have work to do.
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
-        vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-            norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            hidden_size=TINY_TEXT_DIM, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-            vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=77, bos_token_id=CLIP_BOS_ID,
-            eos_token_id=CLIP_EOS_ID, pad_token_id=CLIP_EOS_ID))
-    # SD-1.5's noise schedule.
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    return TextToVideoZeroPipeline(vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=clip_tokenizer(77),
-                                   unet=unet.eval(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    return TextToVideoZeroPipeline(**sd15.tiny_components(seed), scheduler=DDIMScheduler(**sd15.scheduler_kwargs()),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
 def save_random_folder(folder: str | Path, seed: int = 0) -> Path:
