@@ -247,8 +247,8 @@ select_device = resolve_device  # the one device selection lives in spliter.back
 # ----------------------------------------------------------------------------------------------- data
 
 
-def split_videos(store: Any, val_fraction: float) -> tuple[list[Any], list[Any]]:
-    """(train, val) records: the store's "val" split, or a hashed-id share of its "train" split."""
+def split_videos(store: Any, val_fraction: float) -> tuple[Sequence[Any], Sequence[Any]]:
+    """(train, val) records, read as iterated: the store's "val" split, or a hashed-id share of its "train" split."""
     return train_val_records(store, val_fraction)
 
 
@@ -270,15 +270,23 @@ class VideoTensors:
     def __init__(self, records: Sequence[Any], device: torch.device | str, storage: torch.device | str | None = None,
                  compact: bool = True) -> None:
         self.device = torch.device(device)
-        self.ids = [r.video_id for r in records]
-        self.times = [np.asarray(_to_numpy(r.frame_times), dtype=np.float64) for r in records]
+        self.ids: list[str] = []
+        self.times: list[np.ndarray] = []
+        hidden, embed, prior = (_Rows(len(records), compact) for _ in range(3))
+        frames = _FrameRows(share=compact)
+        for i, record in enumerate(records):  # one pass: train_val_records reads a record each time it is iterated
+            self.ids.append(record.video_id)
+            self.times.append(np.asarray(_to_numpy(record.frame_times), dtype=np.float64))
+            hidden.put(i, record.text_hidden)
+            embed.put(i, record.text_embed)
+            prior.put(i, record.prior_embed)
+            frames.add(record.video_id, record.frame_embeds, self.times[-1])
         self.n_frames = [len(t) for t in self.times]
-        rows, frame_row = _frame_rows(records, self.times, compact)
-        self._text_hidden = _stack([r.text_hidden for r in records], compact)
-        self._text_embed = _stack([r.text_embed for r in records], compact)
-        self._prior = _stack([r.prior_embed for r in records], compact)
-        self._frames = _stack(rows, compact, pad_to=max(self.n_frames, default=0))
-        self._frame_row = torch.tensor(frame_row, dtype=torch.long)
+        self._text_hidden, self._text_embed, self._prior = hidden.tensor(), embed.tensor(), prior.tensor()
+        rows = _Rows(len(frames.rows), compact, pad_to=max(self.n_frames, default=0))
+        for i, row in enumerate(frames.rows):
+            rows.put(i, row)
+        self._frames, self._frame_row = rows.tensor(), torch.tensor(frames.row_of, dtype=torch.long)
         self.storage = torch.device("cpu")
         self.store_on(self.device if storage is None else storage)
 
@@ -354,42 +362,58 @@ def data_storage(placement: str, device: torch.device, nbytes: int) -> torch.dev
     return device if nbytes <= DEVICE_DATA_SHARE * total else torch.device("cpu")
 
 
-def _frame_rows(records: Sequence[Any], times: Sequence[np.ndarray], share: bool) -> tuple[list[Tensor], list[int]]:
-    """The distinct fp32 frame-embedding rows and each record's row.
+class _FrameRows:
+    """The distinct fp32 frame-embedding rows and each record's row, built record by record.
 
     Records of one base video id (its caption records) share a row only when their frame embeddings and times
     are equal, so different data is never merged; ``share=False``: a row per record.
     """
-    rows: list[tuple[Tensor, np.ndarray]] = []
-    row_of: list[int] = []
-    by_video: dict[str, list[int]] = {}  # base video id -> its rows
-    for record, record_times in zip(records, times, strict=True):
-        frames = torch.as_tensor(record.frame_embeds).float()
-        mine = by_video.setdefault(base_video_id(record.video_id), []) if share else []
-        same = (i for i in mine if np.array_equal(rows[i][1], record_times) and torch.equal(rows[i][0], frames))
+
+    def __init__(self, share: bool) -> None:
+        self.share = share
+        self.rows: list[Tensor] = []
+        self.row_of: list[int] = []
+        self._times: list[np.ndarray] = []
+        self._by_video: dict[str, list[int]] = {}  # base video id -> its rows
+
+    def add(self, record_id: str, frame_embeds: Any, times: np.ndarray) -> None:
+        frames = torch.as_tensor(frame_embeds).float()
+        mine = self._by_video.setdefault(base_video_id(record_id), []) if self.share else []
+        same = (i for i in mine if np.array_equal(self._times[i], times) and torch.equal(self.rows[i], frames))
         match = next(same, None)
         if match is None:
-            match = len(rows)
-            rows.append((frames, record_times))
+            match = len(self.rows)
+            self.rows.append(frames)
+            self._times.append(times)
             mine.append(match)
-        row_of.append(match)
-    return [frames for frames, _ in rows], row_of
+        self.row_of.append(match)
 
 
-def _stack(rows: Sequence[Any], compact: bool, pad_to: int | None = None) -> Tensor:
-    """The rows (as fp32 values) stacked, zero-padded to ``pad_to`` along their first axis when given.
+class _Rows:
+    """``count`` rows (as fp32 values) put into one tensor, zero-padded to ``pad_to`` along their first axis.
 
-    ``compact``: in fp16 when every value survives the round trip exactly (then the gathers' fp32 cast gives the
-    same values back), else fp32.
+    ``compact``: in fp16 while every value survives the round trip exactly (then the gathers' fp32 cast gives the
+    same values back), in fp32 from the first row that does not (the rows before it convert exactly); else fp32.
     """
-    values = [torch.as_tensor(r).float() for r in rows]
-    half = compact and all(torch.equal(v.half().float(), v) for v in values)
-    shape = values[0].shape if pad_to is None else (pad_to, *values[0].shape[1:])
-    make = torch.empty if pad_to is None else torch.zeros
-    out = make(len(values), *shape, dtype=torch.float16 if half else torch.float32)
-    for i, v in enumerate(values):
-        out[i, : len(v)] = v
-    return out
+
+    def __init__(self, count: int, compact: bool, pad_to: int | None = None) -> None:
+        self.count, self.compact, self.pad_to = count, compact, pad_to
+        self._out: Tensor | None = None
+
+    def put(self, index: int, row: Any) -> None:
+        value = torch.as_tensor(row).float()
+        if self._out is None:
+            shape = value.shape if self.pad_to is None else (self.pad_to, *value.shape[1:])
+            make = torch.empty if self.pad_to is None else torch.zeros
+            self._out = make(self.count, *shape, dtype=torch.float16 if self.compact else torch.float32)
+        if self._out.dtype == torch.float16 and not torch.equal(value.half().float(), value):
+            self._out = self._out.float()
+        self._out[index, : len(value)] = value
+
+    def tensor(self) -> Tensor:
+        if self._out is None:
+            raise ValueError("VideoTensors needs at least one record")
+        return self._out
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -910,7 +934,6 @@ def train(
     train_records, val_records = split_videos(store, train_config.val_fraction)
     host = torch.device("cpu")
     train_data, val_data = VideoTensors(train_records, device, host), VideoTensors(val_records, device, host)
-    del train_records, val_records  # the fp32 records; the tensors above hold their data
     storage = data_storage(train_config.data_placement, device, train_data.nbytes + val_data.nbytes)
     for data in (train_data, val_data):
         data.check_against(model_config, where)

@@ -619,10 +619,10 @@ def test_caption_records_share_their_videos_frames_in_fp16_and_gather_the_same_f
 def test_values_fp16_cannot_hold_are_kept_in_fp32(caption_store):
     records = caption_store.split("val")[:2]
     fine = replace(records[0], text_hidden=records[0].text_hidden + 1e-4, frame_embeds=records[0].frame_embeds / 3)
-    videos = VideoTensors([fine, records[1]], "cpu")
+    videos = VideoTensors([records[1], fine], "cpu")  # fp16 until the second record, fp32 from there
     rows = torch.tensor([0, 1])
-    assert torch.equal(videos.text_hidden(rows), torch.stack([fine.text_hidden, records[1].text_hidden]))
-    assert torch.equal(videos.frames(rows[:1], 2), fine.frame_embeds[2:3])
+    assert torch.equal(videos.text_hidden(rows), torch.stack([records[1].text_hidden, fine.text_hidden]))
+    assert torch.equal(videos.frames(rows, 2), torch.stack([records[1].frame_embeds[2], fine.frame_embeds[2]]))
 
 
 def test_the_data_layout_and_placement_leave_a_run_bit_identical(caption_store, tmp_path, monkeypatch):
