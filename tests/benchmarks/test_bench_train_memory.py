@@ -7,18 +7,27 @@ embeddings, as encode writes them), built in the layout before issue 12 (``compa
 record) and in the current one (fp16 where lossless, a frame row per video). ``held`` is the exact byte count of
 the tensors held (checked against the per-record and per-video formulas used for the extrapolation); ``rss`` is
 the process's resident-memory growth while building, for comparison (it includes allocator slack).
+
+``test_bench_build_peak_rss`` builds the train split's tensors from a store of the same records, in a fresh
+process each, the old way (every record read into fp32, then stacked in fp32) and the current one (records
+streamed from the store by train_val_records into the compact layout), and reports the peak resident memory
+above the process's size after opening the store; both include the store's cache of the fp16 shards it read.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
+import textwrap
 
 import psutil
 import pytest
 import torch
 
 from spliter.data.datasets import caption_record_id
-from spliter.data.store import VideoRecord
+from spliter.data.store import EmbeddingStore, VideoRecord
 from spliter.train import VideoTensors
 
 N_VIDEOS, CAPTIONS, T, D, F = 200, 20, 77, 1280, 16
@@ -72,3 +81,52 @@ def test_bench_video_tensors_memory(benchmark, records, layout: str) -> None:
           f"RSS +{rss / GIB:.3f} GiB, built in {benchmark.stats.stats.median:.2f} s; "
           f"extrapolated to {FULL_VIDEOS} x {CAPTIONS}: {full / GIB:.1f} GiB")
     del videos
+
+
+PEAK_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import psutil
+    from spliter.data.splits import train_val_records
+    from spliter.data.store import EmbeddingStore
+    from spliter.train import VideoTensors
+    store = EmbeddingStore.open(sys.argv[1])
+    base = psutil.Process().memory_info().rss
+    if sys.argv[2] == "old":
+        videos = VideoTensors(list(store.split("train")), "cpu", compact=False)
+    else:
+        videos = VideoTensors(train_val_records(store, 0.2)[0], "cpu")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"base": base, "peak": peak, "held": videos.nbytes, "records": len(videos.ids)}))
+""")
+
+
+@pytest.fixture(scope="module")
+def store_path(records, tmp_path_factory):
+    """The benchmark's records in a store (their own text per record: the store keeps what it is given), plus
+    ten one-caption val videos, so train_val_records' train split is exactly the 4,000 records."""
+    path = tmp_path_factory.mktemp("train-memory") / "store"
+    g = torch.Generator().manual_seed(1)
+    with EmbeddingStore.create(path, D, T) as store:
+        for r in records:
+            store.add(r.video_id, r.caption, torch.randn(T, D, generator=g), r.text_embed, r.prior_embed,
+                      r.frame_embeds, r.frame_times, split="train")
+        for v in range(10):
+            r = records[v * CAPTIONS]
+            store.add(f"val{v}", r.caption, r.text_hidden, r.text_embed, r.prior_embed, r.frame_embeds,
+                      r.frame_times, split="val")
+    return path
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_bench_build_peak_rss(benchmark, store_path, layout: str) -> None:
+    def build() -> dict:
+        done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(store_path), layout], capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)
+
+    out = benchmark.pedantic(build, rounds=1, iterations=1)
+    assert out["records"] == N_VIDEOS * CAPTIONS
+    growth = out["peak"] - out["base"]
+    benchmark.extra_info.update(layout=layout, peak_growth_bytes=growth, held_bytes=out["held"])
+    print(f"\n[train memory] build from the store, {layout}: peak RSS +{growth / GIB:.2f} GiB above the opened "
+          f"store ({out['held'] / GIB:.2f} GiB held), {benchmark.stats.stats.median:.1f} s with process start")
