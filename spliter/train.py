@@ -38,8 +38,8 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   with ``extra={"val_cosine", "epoch", "train_config"}``); ``history.json``. Calling :func:`train` again on the
   directory resumes: the epoch's batches are rebuilt, the done steps skipped, the RNG states restored, so the
   final weights and history equal those of an uninterrupted run (same device and thread count). The runtime
-  fields (device, progress, deterministic, checkpoint_every, stop_after_steps, eval_batch_size) may differ
-  between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
+  fields (device, progress, deterministic, checkpoint_every, stop_after_steps, eval_batch_size, data_placement)
+  may differ between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
   exception from the optional ``callback``) interrupts a run on purpose.
 
 The store's ``"test"`` and ``"test_unseen"`` splits are never read. Both splits are held for the whole run by
