@@ -38,8 +38,9 @@ ROLLOUT_BASELINES = ("static", "mean_motion")
 CONTROLS = ("text_blind",)
 # The control's overrides on top of the variant it copies.
 CONTROL_OVERRIDES: dict[str, dict[str, Any]] = {"text_blind": {"model.text_input": "constant"}}
-# Keys set by the harness itself, never by a study (they cannot change results or are derived per trial).
-HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime", "caption_sampling")
+# Keys set by the harness itself, never by a study (they cannot change results or are derived per trial);
+# data_placement is left to its "auto" rule and kept out of the trial config, so trial ids stay what they were.
+HARNESS_TRAIN_KEYS = ("seed", "device", "progress", "regime", "caption_sampling", "data_placement")
 # Rollout keys the harness decides: the mode per use (generate.mode; scoring uses step and chain), the time grid
 # from generate.frames/dt. Kept out of the trial config, so they never change a stage hash without effect.
 HARNESS_ROLLOUT_KEYS = ("mode", "frames", "dt")

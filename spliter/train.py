@@ -38,11 +38,15 @@ Fixes B12 and "Batching" of method.md §8 (one standard loop instead of the prio
   with ``extra={"val_cosine", "epoch", "train_config"}``); ``history.json``. Calling :func:`train` again on the
   directory resumes: the epoch's batches are rebuilt, the done steps skipped, the RNG states restored, so the
   final weights and history equal those of an uninterrupted run (same device and thread count). The runtime
-  fields (device, progress, deterministic, checkpoint_every, stop_after_steps, eval_batch_size) may differ
-  between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
+  fields (device, progress, deterministic, checkpoint_every, stop_after_steps, eval_batch_size, data_placement)
+  may differ between the calls; any other change is refused (:class:`ResumeMismatch`). ``stop_after_steps`` (or an
   exception from the optional ``callback``) interrupts a run on purpose.
 
-The store's ``"test"`` and ``"test_unseen"`` splits are never read. All video tensors of both splits are held on the training device in fp32 for the whole run.
+The store's ``"test"`` and ``"test_unseen"`` splits are never read. Both splits are held for the whole run by
+:class:`VideoTensors`: text states, text embeddings and priors once per record, frame embeddings once per distinct
+video (a video's caption records share them), in the store's fp16 (fp32 for values fp16 cannot hold), on the
+training device or, by ``data_placement`` (:func:`data_storage`), on the host; each batch gathers its rows and
+casts them to fp32 on the training device, so the numbers are those of holding everything there in fp32.
 """
 
 from __future__ import annotations
@@ -79,7 +83,11 @@ LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
 _FORMAT = "spliter-train-v1"
 # TrainConfig fields that do not change what is computed (on CPU; on a GPU, device and deterministic kernels
 # may change the last bits): a resumed run may differ in these.
-_RUNTIME_FIELDS = ("device", "progress", "deterministic", "checkpoint_every", "stop_after_steps", "eval_batch_size")
+_RUNTIME_FIELDS = ("device", "progress", "deterministic", "checkpoint_every", "stop_after_steps", "eval_batch_size",
+                   "data_placement")
+DATA_PLACEMENTS: tuple[str, ...] = ("auto", "device", "host")
+# data_placement "auto" keeps the data on a CUDA device while it needs at most this share of the device's memory.
+DEVICE_DATA_SHARE = 0.25
 # Stream tags of the per-epoch numpy generators (distinct leading words keep the streams apart).
 _VIDEO_STREAM, _SHUFFLE_STREAM = 1, 2
 
@@ -122,6 +130,8 @@ class TrainConfig:
     # One caption record per video per epoch, drawn from (seed, epoch, video) (data.captions_per_video: sampled;
     # records of one video are "<id>" and "<id>#c<i>", spliter.data.datasets.caption_record_id); False: every record
     caption_sampling: bool = False
+    # Where the train/val tensors live (data_storage): "device", "host" (rows moved per batch) or "auto"
+    data_placement: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.regime, dict):
@@ -145,6 +155,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be {what}, got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule={self.schedule!r} is not one of {SCHEDULES}")
+        if self.data_placement not in DATA_PLACEMENTS:
+            raise ValueError(f"TrainConfig.data_placement={self.data_placement!r} is not one of {DATA_PLACEMENTS}")
         if self.loss not in LOSSES:
             raise ValueError(f"TrainConfig.loss={self.loss!r} is not one of {LOSSES}")
         if self.budget_steps is not None and self.budget_examples is not None:
@@ -235,33 +247,95 @@ select_device = resolve_device  # the one device selection lives in spliter.back
 # ----------------------------------------------------------------------------------------------- data
 
 
-def split_videos(store: Any, val_fraction: float) -> tuple[list[Any], list[Any]]:
-    """(train, val) records: the store's "val" split, or a hashed-id share of its "train" split."""
+def split_videos(store: Any, val_fraction: float) -> tuple[Sequence[Any], Sequence[Any]]:
+    """(train, val) records, read as iterated: the store's "val" split, or a hashed-id share of its "train" split."""
     return train_val_records(store, val_fraction)
 
 
 class VideoTensors:
-    """The records of one split as stacked fp32 tensors on a device; frames padded to the longest video."""
+    """The records of one split, gathered per batch as fp32 rows on the training device.
 
-    def __init__(self, records: Sequence[Any], device: torch.device) -> None:
-        self.ids = [r.video_id for r in records]
-        self.times = [np.asarray(_to_numpy(r.frame_times), dtype=np.float64) for r in records]
+    Layout (issue 12: data.captions_per_video all/sampled makes a store record of every caption, so a train video
+    may have 20 records): text states, text embeddings and priors are kept once per record, frame embeddings once
+    per distinct video (records whose frame embeddings and times are equal, a video's caption records, share one
+    zero-padded row; records that differ keep their own), each tensor in fp16 when every value survives the round
+    trip (store records do: the store keeps fp16) and in fp32 otherwise. The gathers (:meth:`text_hidden`,
+    :meth:`text_embed`, :meth:`prior`, :meth:`frames`) index the rows of a batch, move them to ``device`` and cast
+    them to fp32: the values of casting everything up front, so training is bit for bit what it was.
+    ``storage`` is where the tensors live: ``device`` (default) or the host, with a transfer per batch
+    (:func:`data_storage`). ``compact=False`` keeps the layout before issue 12 (fp32, a frame row per record),
+    the reference the equality test and the memory benchmark compare against.
+    """
+
+    def __init__(self, records: Sequence[Any], device: torch.device | str, storage: torch.device | str | None = None,
+                 compact: bool = True) -> None:
+        self.device = torch.device(device)
+        self.ids: list[str] = []
+        self.times: list[np.ndarray] = []
+        hidden, embed, prior = (_Rows(len(records), compact) for _ in range(3))
+        frames = _FrameRows(share=compact)
+        for i, record in enumerate(records):  # one pass: train_val_records reads a record each time it is iterated
+            self.ids.append(record.video_id)
+            self.times.append(np.asarray(_to_numpy(record.frame_times), dtype=np.float64))
+            hidden.put(i, record.text_hidden)
+            embed.put(i, record.text_embed)
+            prior.put(i, record.prior_embed)
+            frames.add(record.video_id, record.frame_embeds, self.times[-1])
         self.n_frames = [len(t) for t in self.times]
+        self._text_hidden, self._text_embed, self._prior = hidden.tensor(), embed.tensor(), prior.tensor()
+        rows = _Rows(len(frames.rows), compact, pad_to=max(self.n_frames, default=0))
+        for i, row in enumerate(frames.rows):
+            rows.put(i, row)
+        self._frames, self._frame_row = rows.tensor(), torch.tensor(frames.row_of, dtype=torch.long)
+        self.storage = torch.device("cpu")
+        self.store_on(self.device if storage is None else storage)
 
-        def stack(name: str) -> Tensor:
-            return torch.stack([torch.as_tensor(getattr(r, name)).float() for r in records]).to(device)
+    def store_on(self, storage: torch.device | str) -> VideoTensors:
+        """Move the held tensors to ``storage`` (the training device or the host); returns self."""
+        self.storage = torch.device(storage)
+        for name in ("_text_hidden", "_text_embed", "_prior", "_frames", "_frame_row"):
+            setattr(self, name, getattr(self, name).to(self.storage))
+        return self
 
-        self.text_hidden = stack("text_hidden")
-        self.text_embed = stack("text_embed")
-        self.prior = stack("prior_embed")
-        dim = self.prior.shape[-1]
-        frames = torch.zeros(len(records), max(self.n_frames), dim)
-        for i, r in enumerate(records):
-            frames[i, : self.n_frames[i]] = torch.as_tensor(r.frame_embeds).float()
-        self.frames = frames.to(device)
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the held tensors (where they are stored)."""
+        held = (self._text_hidden, self._text_embed, self._prior, self._frames, self._frame_row)
+        return sum(t.numel() * t.element_size() for t in held)
+
+    @property
+    def n_frame_rows(self) -> int:
+        """Distinct frame rows held (one per video when its caption records share their frames)."""
+        return int(self._frames.shape[0])
+
+    @property
+    def text_shape(self) -> tuple[int, int]:
+        """(T, D) of the text states."""
+        tokens, dim = self._text_hidden.shape[1:]
+        return int(tokens), int(dim)
+
+    def _gather(self, held: Tensor, *index: Tensor | int) -> Tensor:
+        where = tuple(i.to(self.storage) if isinstance(i, Tensor) else i for i in index)
+        return held[where].to(self.device).float()
+
+    def text_hidden(self, rows: Tensor) -> Tensor:
+        """(B, T, D) text states of records ``rows``."""
+        return self._gather(self._text_hidden, rows)
+
+    def text_embed(self, rows: Tensor) -> Tensor:
+        """(B, D) text embeddings of records ``rows``."""
+        return self._gather(self._text_embed, rows)
+
+    def prior(self, rows: Tensor) -> Tensor:
+        """(B, D) prior embeddings of records ``rows``."""
+        return self._gather(self._prior, rows)
+
+    def frames(self, rows: Tensor, index: Tensor | int) -> Tensor:
+        """(B, D) frame ``index`` (per row, or one for all) of records ``rows``."""
+        return self._gather(self._frames, self._frame_row[rows.to(self.storage)], index)
 
     def check_against(self, config: SpliterConfig, where: str) -> None:
-        tokens, dim = self.text_hidden.shape[1:]
+        tokens, dim = self.text_shape
         if (tokens, dim) != (config.text_tokens, config.dim):
             raise ValueError(
                 f"{where} holds text (T={tokens}, D={dim}) but the SpliterConfig expects "
@@ -270,6 +344,76 @@ class VideoTensors:
         short = [vid for vid, n in zip(self.ids, self.n_frames, strict=True) if n < 2]
         if short:
             raise ValueError(f"{where}: videos {short[:5]} have fewer than 2 frames; re-encode them with more frames")
+
+
+def data_storage(placement: str, device: torch.device, nbytes: int) -> torch.device:
+    """Where the training data of ``nbytes`` (both splits, :attr:`VideoTensors.nbytes`) lives for ``placement``.
+
+    "device": on the training device; "host": in host memory, each batch's rows moved to the device; "auto": on
+    the device when it is not a CUDA device (host and device memory are one) or when the data takes at most
+    ``DEVICE_DATA_SHARE`` (a quarter) of the CUDA device's total memory, else on the host. The placement never
+    changes the values a batch sees.
+    """
+    if placement == "host":
+        return torch.device("cpu")
+    if placement == "device" or device.type != "cuda":
+        return device
+    total = torch.cuda.get_device_properties(device).total_memory
+    return device if nbytes <= DEVICE_DATA_SHARE * total else torch.device("cpu")
+
+
+class _FrameRows:
+    """The distinct fp32 frame-embedding rows and each record's row, built record by record.
+
+    Records of one base video id (its caption records) share a row only when their frame embeddings and times
+    are equal, so different data is never merged; ``share=False``: a row per record.
+    """
+
+    def __init__(self, share: bool) -> None:
+        self.share = share
+        self.rows: list[Tensor] = []
+        self.row_of: list[int] = []
+        self._times: list[np.ndarray] = []
+        self._by_video: dict[str, list[int]] = {}  # base video id -> its rows
+
+    def add(self, record_id: str, frame_embeds: Any, times: np.ndarray) -> None:
+        frames = torch.as_tensor(frame_embeds).float()
+        mine = self._by_video.setdefault(base_video_id(record_id), []) if self.share else []
+        same = (i for i in mine if np.array_equal(self._times[i], times) and torch.equal(self.rows[i], frames))
+        match = next(same, None)
+        if match is None:
+            match = len(self.rows)
+            self.rows.append(frames)
+            self._times.append(times)
+            mine.append(match)
+        self.row_of.append(match)
+
+
+class _Rows:
+    """``count`` rows (as fp32 values) put into one tensor, zero-padded to ``pad_to`` along their first axis.
+
+    ``compact``: in fp16 while every value survives the round trip exactly (then the gathers' fp32 cast gives the
+    same values back), in fp32 from the first row that does not (the rows before it convert exactly); else fp32.
+    """
+
+    def __init__(self, count: int, compact: bool, pad_to: int | None = None) -> None:
+        self.count, self.compact, self.pad_to = count, compact, pad_to
+        self._out: Tensor | None = None
+
+    def put(self, index: int, row: Any) -> None:
+        value = torch.as_tensor(row).float()
+        if self._out is None:
+            shape = value.shape if self.pad_to is None else (self.pad_to, *value.shape[1:])
+            make = torch.empty if self.pad_to is None else torch.zeros
+            self._out = make(self.count, *shape, dtype=torch.float16 if self.compact else torch.float32)
+        if self._out.dtype == torch.float16 and not torch.equal(value.half().float(), value):
+            self._out = self._out.float()
+        self._out[index, : len(value)] = value
+
+    def tensor(self) -> Tensor:
+        if self._out is None:
+            raise ValueError("VideoTensors needs at least one record")
+        return self._out
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -323,23 +467,22 @@ class BatchInputs:
 
 def _base_frames(videos: VideoTensors, vi: Tensor, examples: Sequence[Example]) -> Tensor:
     """Index of each example's base frame (first on the normal way, last on the back way)."""
-    return torch.tensor([base_index(e.way, videos.n_frames[v]) for v, e in zip(vi.tolist(), examples, strict=True)],
-                        device=vi.device)
+    return torch.tensor([base_index(e.way, videos.n_frames[v]) for v, e in zip(vi.tolist(), examples, strict=True)])
 
 
 def _anchor(videos: VideoTensors, vi: Tensor, examples: Sequence[Example]) -> Tensor:
     """The state standing for each example's base frame: the prior ``u`` or the base frame's true embedding."""
-    true = torch.tensor([e.anchor == "true" for e in examples], device=vi.device)
-    return torch.where(true[:, None], videos.frames[vi, _base_frames(videos, vi, examples)], videos.prior[vi])
+    true = torch.tensor([e.anchor == "true" for e in examples], device=videos.device)
+    return torch.where(true[:, None], videos.frames(vi, _base_frames(videos, vi, examples)), videos.prior(vi))
 
 
 def _rotated_prior(
     videos: VideoTensors, vi: Tensor, examples: Sequence[Example], regime: RegimeConfig
 ) -> tuple[Tensor, Tensor]:
     """+R start (method.md §4.4): u rotated like the image moved from the base frame; the text rotated u -> u'."""
-    start = torch.tensor([e.start_index for e in examples], device=vi.device)
-    e_base, e_start = videos.frames[vi, _base_frames(videos, vi, examples)], videos.frames[vi, start]
-    u, hidden, text = _anchor(videos, vi, examples), videos.text_hidden[vi], videos.text_embed[vi]
+    start = torch.tensor([e.start_index for e in examples])
+    e_base, e_start = videos.frames(vi, _base_frames(videos, vi, examples)), videos.frames(vi, start)
+    u, hidden, text = _anchor(videos, vi, examples), videos.text_hidden(vi), videos.text_embed(vi)
     kw = {"power": regime.rotation_power, "convention": regime.rotation_convention}
     u_rot = rotate(u, e_base, e_start, weight=F.cosine_similarity(e_base, u, dim=-1), **kw)
     return rotate(hidden, u, u_rot, weight=F.cosine_similarity(u, text, dim=-1), **kw), u_rot
@@ -359,7 +502,7 @@ def _chain_state(
     learns from are the ones it will meet at inference. Only the final prediction from that state is made with
     the model's training-mode dropout.
     """
-    u, hidden, text = _anchor(videos, vi, examples), videos.text_hidden[vi], videos.text_embed[vi]
+    u, hidden, text = _anchor(videos, vi, examples), videos.text_hidden(vi), videos.text_embed(vi)
     weight = F.cosine_similarity(u, text, dim=-1)
     kw = {"power": regime.rotation_power, "convention": regime.rotation_convention}
     state, cond = u, hidden
@@ -372,7 +515,7 @@ def _chain_state(
                     (videos.times[v][e.chain[hop]] - videos.times[v][e.chain[hop - 1]]) / time_scale
                     for v, e in zip(vi.tolist(), examples, strict=True)
                 ]
-                state = model(cond, state, torch.tensor(steps, dtype=torch.float32, device=vi.device))
+                state = model(cond, state, torch.tensor(steps, dtype=torch.float32, device=videos.device))
                 cond = rotate(hidden, u, state, weight=weight, **kw)
     finally:
         model.train(was_training)
@@ -390,21 +533,21 @@ def batch_inputs(
     groups: dict[tuple[str, int], list[tuple[int, Example]]] = {}
     for item in batch:
         groups.setdefault((item[1].start_source, len(item[1].chain)), []).append(item)
-    device = videos.prior.device
+    device = videos.device
     parts: list[BatchInputs] = []
     for (source, _), rows in sorted(groups.items()):
-        vi = torch.tensor([v for v, _ in rows], device=device)
+        vi = torch.tensor([v for v, _ in rows])  # record indices stay on the host: the gathers move them
         examples = [e for _, e in rows]
         if source == "prior":
-            text, state = videos.text_hidden[vi], _anchor(videos, vi, examples)
+            text, state = videos.text_hidden(vi), _anchor(videos, vi, examples)
         elif source == "rotated_prior":
             text, state = _rotated_prior(videos, vi, examples, regime)
         else:
             text, state = _chain_state(model, videos, vi, examples, regime, time_scale)
-        start = torch.tensor([e.start_index for e in examples], device=device)
-        target = torch.tensor([e.target_index for e in examples], device=device)
+        start = torch.tensor([e.start_index for e in examples])
+        target = torch.tensor([e.target_index for e in examples])
         step = torch.tensor([e.step for e in examples], dtype=torch.float32, device=device)
-        parts.append(BatchInputs(text, state, step, videos.frames[vi, start], videos.frames[vi, target]))
+        parts.append(BatchInputs(text, state, step, videos.frames(vi, start), videos.frames(vi, target)))
     return BatchInputs(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(BatchInputs)))
 
 
@@ -428,19 +571,18 @@ def _val_cosine_from(model: Spliter, videos: VideoTensors, time_scale: float, ba
     total = 0.0
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
-        device = videos.prior.device
-        vi = torch.tensor([v for v, _ in chunk], device=device)
-        k = torch.tensor([f for _, f in chunk], device=device)
-        step = torch.tensor(
-            [(videos.times[v][f] - videos.times[v][0]) / time_scale for v, f in chunk], dtype=torch.float32, device=device
-        )
-        prior = videos.prior[vi] if start == "prior" else videos.frames[vi, 0]
-        pred = model(videos.text_hidden[vi], prior, step)
+        vi = torch.tensor([v for v, _ in chunk])
+        k = torch.tensor([f for _, f in chunk])
+        step = torch.tensor([(videos.times[v][f] - videos.times[v][0]) / time_scale for v, f in chunk],
+                            dtype=torch.float32, device=videos.device)
+        first = videos.frames(vi, 0)
+        prior = videos.prior(vi) if start == "prior" else first
+        pred = model(videos.text_hidden(vi), prior, step)
         # The predicted displacement from the prior, applied to the true first frame: what the model is trained
         # to produce, measured independently of how far the prior lies from the first frame (a random-weight
         # prior lies far). An unchanged start scores exactly the static baseline, cos(e_0, e_k).
-        moved = videos.frames[vi, 0] + (pred.float() - prior.float())
-        total += float(F.cosine_similarity(moved, videos.frames[vi, k], dim=-1).double().sum())
+        moved = first + (pred.float() - prior.float())
+        total += float(F.cosine_similarity(moved, videos.frames(vi, k), dim=-1).double().sum())
     model.train(was_training)
     return total / len(rows)
 
@@ -790,9 +932,12 @@ def train(
     device = select_device(train_config.device)
     where = str(getattr(store, "path", "the embedding store"))
     train_records, val_records = split_videos(store, train_config.val_fraction)
-    train_data, val_data = VideoTensors(train_records, device), VideoTensors(val_records, device)
+    host = torch.device("cpu")
+    train_data, val_data = VideoTensors(train_records, device, host), VideoTensors(val_records, device, host)
+    storage = data_storage(train_config.data_placement, device, train_data.nbytes + val_data.nbytes)
     for data in (train_data, val_data):
         data.check_against(model_config, where)
+        data.store_on(storage)
     with _deterministic(train_config.deterministic, device):
         run = _Run(model_config, train_config, train_data, val_data, directory, device)
         finished = run.run(callback)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from spliter.data.splits import assign_splits
+from spliter.data.splits import assign_splits, train_val_records
 
 IDS = [f"v{i:03d}" for i in range(120)]
 GROUPS = [f"caption {i % 24}" for i in range(120)]  # 24 captions, 5 videos each
@@ -64,3 +64,20 @@ def test_duplicate_ids_and_mismatched_groups_are_refused():
         assign_splits(["a", "a", "b"])
     with pytest.raises(ValueError, match="one group per video"):
         assign_splits(IDS, GROUPS[:-1])
+
+
+def test_train_val_records_are_read_from_the_store_only_when_iterated(tmp_path, monkeypatch):
+    import torch
+
+    from spliter.data.synthetic import write_synthetic_store
+
+    store = write_synthetic_store(tmp_path / "s", n_videos=12, dim=8, text_tokens=2, frames=3, val_fraction=0.0)
+    reads: list[str] = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda video_id: reads.append(video_id) or get(video_id))
+    train, val = train_val_records(store, 0.3)
+    assert reads == [] and len(train) + len(val) == 12 and len(val) > 0
+    assert [r.video_id for r in train] == train.ids == sorted(train.ids) and reads == train.ids
+    assert not set(train.ids) & set(val.ids)
+    assert [r.video_id for r in train[1:3]] == train.ids[1:3]
+    assert torch.equal(val[0].text_hidden, get(val.ids[0]).text_hidden)

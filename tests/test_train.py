@@ -11,12 +11,15 @@ import sys
 import textwrap
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
 
+from spliter.data.datasets import caption_record_id
+from spliter.data.store import EmbeddingStore
 from spliter.data.synthetic import write_synthetic_store
 from spliter.models import Spliter, SpliterConfig, load_spliter, read_checkpoint
 from spliter.regimes import Example, RegimeConfig
@@ -29,6 +32,7 @@ from spliter.train import (
     TrainingDiverged,
     VideoTensors,
     batch_inputs,
+    data_storage,
     select_device,
     split_videos,
     train,
@@ -380,7 +384,7 @@ def test_device_selection():
 @pytest.mark.parametrize(
     "bad",
     [{"epochs": 0}, {"batch_size": 0}, {"lr": 0.0}, {"schedule": "linear"}, {"loss": "mse"}, {"val_fraction": 1.0},
-     {"patience": 0}, {"seed": -1}, {"grad_clip": float("nan")}],
+     {"patience": 0}, {"seed": -1}, {"grad_clip": float("nan")}, {"data_placement": "gpu"}],
 )
 def test_invalid_train_configs_are_refused(bad):
     with pytest.raises(ValueError, match="TrainConfig"):
@@ -567,3 +571,80 @@ def test_a_run_written_before_the_budget_fields_existed_still_resumes(store, tmp
     assert train(RESUME_MODEL, replace(RESUME, stop_after_steps=5), store, tmp_path).steps == 5
     with pytest.raises(ResumeMismatch, match="different train config"):
         train(RESUME_MODEL, replace(RESUME, budget_steps=9), store, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- data layout (issue 12)
+
+CAPTIONS = 3
+
+
+@pytest.fixture(scope="module")
+def caption_store(store, tmp_path_factory):
+    """The synthetic store under data.captions_per_video all: three caption records per train video, each with its
+    own text and prior and the video's frames, as encode writes them; the last video's third record has other
+    frames (records of one video that differ must not be merged)."""
+    path = tmp_path_factory.mktemp("captions") / "store"
+    g = torch.Generator().manual_seed(3)
+    train_ids = store.ids("train")
+    with EmbeddingStore.create(path, DIM, TOKENS) as out:
+        for r in store:
+            for c in range(CAPTIONS if r.split == "train" else 1):
+                def moved(x, c=c):
+                    return x if c == 0 else x + 0.3 * torch.randn(x.shape, generator=g)
+                odd = r.video_id == train_ids[-1] and c == CAPTIONS - 1
+                frames = r.frame_embeds + 0.01 if odd else r.frame_embeds
+                out.add(caption_record_id(r.video_id, c), f"{r.caption} ({c})", moved(r.text_hidden),
+                        moved(r.text_embed), moved(r.prior_embed), frames, r.frame_times, split=r.split)
+    return EmbeddingStore.open(path)
+
+
+def test_caption_records_share_their_videos_frames_in_fp16_and_gather_the_same_fp32_values(caption_store):
+    records = caption_store.split("train")
+    compact, legacy = VideoTensors(records, "cpu"), VideoTensors(records, "cpu", compact=False)
+    videos = len(records) // CAPTIONS
+    assert legacy.n_frame_rows == len(records)
+    assert compact.n_frame_rows == videos + 1  # one per video, and the differing record its own
+    assert compact.nbytes < 0.6 * legacy.nbytes
+    rows = torch.arange(len(records))
+    for gather in ("text_hidden", "text_embed", "prior"):
+        got = getattr(compact, gather)(rows)
+        assert got.dtype == torch.float32 and torch.equal(got, getattr(legacy, gather)(rows))
+    assert torch.equal(compact.text_hidden(rows), torch.stack([r.text_hidden for r in records]))
+    for k in range(max(compact.n_frames)):
+        assert torch.equal(compact.frames(rows, k), torch.stack([r.frame_embeds[k] for r in records]))
+    ks = torch.tensor([i % 8 for i in range(len(records))])
+    assert torch.equal(compact.frames(rows, ks), legacy.frames(rows, ks))
+
+
+def test_values_fp16_cannot_hold_are_kept_in_fp32(caption_store):
+    records = caption_store.split("val")[:2]
+    fine = replace(records[0], text_hidden=records[0].text_hidden + 1e-4, frame_embeds=records[0].frame_embeds / 3)
+    videos = VideoTensors([records[1], fine], "cpu")  # fp16 until the second record, fp32 from there
+    rows = torch.tensor([0, 1])
+    assert torch.equal(videos.text_hidden(rows), torch.stack([records[1].text_hidden, fine.text_hidden]))
+    assert torch.equal(videos.frames(rows, 2), torch.stack([records[1].frame_embeds[2], fine.frame_embeds[2]]))
+
+
+def test_the_data_layout_and_placement_leave_a_run_bit_identical(caption_store, tmp_path, monkeypatch):
+    """Old layout (fp32, a frame row per record) vs shared fp16 frames, on the device vs on the host (resumed on
+    the device half-way): the same weights, best checkpoint and history, every gather path used."""
+    regime = RegimeConfig(back=True, rotate=True, diff=2, pairs_per_video=2, start="both")
+    config = TrainConfig(epochs=2, batch_size=16, lr=3e-3, progress=False, device="cpu", regime=regime,
+                         val_every=5, data_placement="device")
+    train(RESUME_MODEL, config, caption_store, tmp_path / "compact")
+    train(RESUME_MODEL, replace(config, data_placement="host", stop_after_steps=7), caption_store, tmp_path / "host")
+    assert train(RESUME_MODEL, config, caption_store, tmp_path / "host").finished
+    with monkeypatch.context() as patch:
+        patch.setattr("spliter.train.VideoTensors", partial(VideoTensors, compact=False))
+        result = train(RESUME_MODEL, config, caption_store, tmp_path / "legacy")
+    assert result.examples_seen > 0 and len(result.history) >= 3
+    assert_same_run(tmp_path / "compact", tmp_path / "legacy")
+    assert_same_run(tmp_path / "host", tmp_path / "legacy")
+
+
+def test_auto_placement_keeps_the_data_on_a_cuda_device_up_to_a_quarter_of_its_memory(monkeypatch):
+    cuda, host = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 1000}))
+    assert data_storage("auto", cuda, 250) == cuda and data_storage("auto", cuda, 251) == host
+    assert data_storage("device", cuda, 10**12) == cuda and data_storage("host", cuda, 1) == host
+    assert data_storage("auto", host, 10**12) == host  # on the CPU host and device memory are one

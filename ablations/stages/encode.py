@@ -256,10 +256,12 @@ def caption_records(videos: list[Any], data: dict,
     comparable across policies, and each test video is rendered once.
 
     Why records rather than a multi-caption record: the store's format and every reader stay as they are. The
-    cost is the text states (T x D per caption; MSR-VTT's 20 captions x 77 x 1280 fp16 is ~3.9 MB per video) and a
-    copy of the frame embeddings per caption; frames are decoded and encoded once per video (encode_videos
-    reuses a video's frames for its consecutive entries). The trainer holds the train records on its device,
-    so "all"/"sampled" on the full MSR-VTT train split (~130k records) needs that memory.
+    cost is the text states (T x D per caption; MSR-VTT's 20 captions x 77 x 1280 fp16 is ~3.9 MB per video) and,
+    on disk, a copy of the frame embeddings per caption; frames are decoded and encoded once per video
+    (encode_videos reuses a video's frames for its consecutive entries). The trainer (spliter.train.VideoTensors)
+    holds the text states in fp16 and a video's frames once: ~200 KB per caption record, 26.7 GiB for the full
+    MSR-VTT train split (7,010 x 20 records, extrapolated in docs/benchmarks.md), which its data_placement "auto"
+    keeps in host memory unless it fits a quarter of the GPU.
     """
     policy = data.get("captions_per_video", "one")
     if policy == "one":

@@ -108,7 +108,7 @@ class TrialScoring:
         if splits:
             return splits
         # Old stores have no test split: their scores come from the selection set, and the name says so.
-        return {"val": train_val_records(store, self.trial.config["train"]["val_fraction"])[1]}
+        return {"val": list(train_val_records(store, self.trial.config["train"]["val_fraction"])[1])}
 
     def clip_encoders(self) -> list[Any]:
         return self.resources.clip_encoders(self.trial)

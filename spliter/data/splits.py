@@ -91,18 +91,35 @@ def _hash_fraction(video_id: str) -> float:
     return int.from_bytes(hashlib.sha256(video_id.encode("utf-8")).digest()[:8], "big") / 2.0**64
 
 
-def train_val_records(store: Any, val_fraction: float) -> tuple[list[Any], list[Any]]:
-    """(train, val) records: the store's "val" split, or a hashed-id share of its "train" split.
+class StoredRecords(Sequence):
+    """A store's records in a given id order, each read when accessed: a split without all of it in memory at
+    once (with a record per caption, the fp32 records of MSR-VTT's train split would take ~70 GB)."""
+
+    def __init__(self, store: Any, ids: Sequence[str]) -> None:
+        self.store, self.ids = store, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return StoredRecords(self.store, self.ids[index])
+        return self.store.get(self.ids[index])
+
+
+def train_val_records(store: Any, val_fraction: float) -> tuple[StoredRecords, StoredRecords]:
+    """(train, val) records, sorted by id: the store's "val" split, or a hashed-id share of its "train" split.
 
     The one definition of the training videos: the trainer and baseline fitting both use it, so a video the
-    trainer holds out for validation never fits a baseline. The test splits are never read.
+    trainer holds out for validation never fits a baseline. The test splits are never read. The records are
+    read from the store as they are iterated (:class:`StoredRecords`).
     """
     where = getattr(store, "path", "the embedding store")
-    pool = sorted(store.split("train"), key=lambda r: r.video_id)
-    val = sorted(store.split("val"), key=lambda r: r.video_id)
+    pool = sorted(store.ids("train"))
+    val = sorted(store.ids("val"))
     if not val:  # hashed by the video, so a video's caption records (spliter.data.datasets) stay together
-        val = [r for r in pool if _hash_fraction(base_video_id(r.video_id)) < val_fraction]
-        pool = [r for r in pool if _hash_fraction(base_video_id(r.video_id)) >= val_fraction]
+        val = [r for r in pool if _hash_fraction(base_video_id(r)) < val_fraction]
+        pool = [r for r in pool if _hash_fraction(base_video_id(r)) >= val_fraction]
         if not val:
             raise ValueError(
                 f"{where}: no 'val' split and val_fraction={val_fraction} put none of its {len(pool)} train videos "
@@ -110,4 +127,4 @@ def train_val_records(store: Any, val_fraction: float) -> tuple[list[Any], list[
             )
     if not pool:
         raise ValueError(f"{where}: no training videos (split 'train' is empty after the validation split)")
-    return pool, val
+    return StoredRecords(store, pool), StoredRecords(store, val)
