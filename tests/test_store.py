@@ -95,6 +95,17 @@ def test_split_ids_and_get(tmp_path):
         store.split("valid")
 
 
+def test_drop_cache_forgets_decoded_shards_and_reads_them_again_equal(tmp_path):
+    write(tmp_path / "s", 6)
+    store = EmbeddingStore.open(tmp_path / "s")
+    before = store.get("v4")
+    assert store._shards  # the shard of v4 is held decoded
+    store.drop_cache()
+    assert not store._shards
+    again = store.get("v4")
+    assert torch.equal(again.text_hidden, before.text_hidden) and torch.equal(again.frame_embeds, before.frame_embeds)
+
+
 def test_writer_reads_its_queued_videos_before_they_are_flushed(tmp_path):
     store = EmbeddingStore.create(tmp_path / "s", D, T, shard_size=10)
     store.add("a", **video(0))

@@ -642,6 +642,13 @@ def test_the_data_layout_and_placement_leave_a_run_bit_identical(caption_store, 
     assert_same_run(tmp_path / "host", tmp_path / "legacy")
 
 
+def test_training_leaves_the_stores_shard_cache_empty(caption_store, tmp_path):
+    """Once the tensors are built the store's decoded shards are not kept: they would double the host memory."""
+    config = TrainConfig(epochs=1, batch_size=16, progress=False, device="cpu")
+    assert train(RESUME_MODEL, config, caption_store, tmp_path / "run").finished
+    assert caption_store._shards == {}
+
+
 def test_auto_placement_keeps_the_data_on_a_cuda_device_up_to_a_quarter_of_its_memory(monkeypatch):
     cuda, host = torch.device("cuda"), torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 1000}))

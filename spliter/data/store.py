@@ -418,6 +418,10 @@ class EmbeddingStore:
         """A copy of the manifest rows (flushed and queued), in insertion order."""
         return [dict(row) for row in self._all_rows()]
 
+    def drop_cache(self) -> None:
+        """Forget the decoded shards (each is read again when next asked for); written shards stay on disk."""
+        self._shards.clear()
+
     def get(self, video_id: str) -> VideoRecord:
         """One video's record (float32 embeddings, float64 times)."""
         index = self._where.get(video_id)
