@@ -93,7 +93,7 @@ def generate_cost(study: Study) -> GenerateCost:
         unique = _unique_decodes(trial, n_videos, seen_baselines, shared_first)
         decodes += unique
         flops += unique * per
-    bound = any(store_prompt_split(t.config["generate"]["prompts"]) is not None for t in rendering)
+    bound = any(store_prompt_split(t.config["generate"]["prompts"]) is not None and _n_starts(t) for t in rendering)
     return GenerateCost(len(trials), videos, frames, decodes, flops, frame_flops, other, bound, uncounted)
 
 

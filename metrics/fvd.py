@@ -320,13 +320,19 @@ class I3DFeatureExtractor:
     __call__ = features
 
 
-def _load_state_dict_model(path: Path) -> InceptionI3d:
+def read_state_dict(path: Path, error: type[Exception], fix: str) -> Mapping[str, torch.Tensor]:
+    """The tensors of a weights file (tensors only: weights_only), or `error` naming the file and `fix`."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise I3DWeightsError(f"{path}: cannot read as a state dict ({err}); re-download the file") from err
+        raise error(f"{path}: cannot be read as a state dict ({err}); {fix}") from err
     if not isinstance(state, Mapping):
-        raise I3DWeightsError(f"{path}: holds a {type(state).__name__}, expected a state dict")
+        raise error(f"{path}: holds a {type(state).__name__}, not a state dict; {fix}")
+    return state
+
+
+def _load_state_dict_model(path: Path) -> InceptionI3d:
+    state = read_state_dict(path, I3DWeightsError, "re-download the file")
     model = InceptionI3d(I3D_DIM)
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metrics.fvd import file_sha256
+from metrics.fvd import file_sha256, read_state_dict
 from metrics.paired import check_pair, slope
 from metrics.registry import MetricSpec, protocol_name
 
@@ -92,12 +92,7 @@ def read_backbone(path: str | Path, net: str) -> dict[str, torch.Tensor]:
     wanted = f"expected {spec.describe()} for LPIPS net '{net}'"
     if not path.is_file():
         raise LPIPSWeightsError(f"{path}: LPIPS backbone weights not found; {wanted}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise LPIPSWeightsError(f"{path}: cannot be read as a state dict ({err}); {wanted}") from err
-    if not isinstance(state, Mapping):
-        raise LPIPSWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict; {wanted}")
+    state = read_state_dict(path, LPIPSWeightsError, wanted)
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     foreign = sorted(k for k in state if not k.startswith(("features.", "classifier.")))
     expected = expected_features(net)

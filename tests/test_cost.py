@@ -88,7 +88,7 @@ def test_a_store_prompt_set_without_max_prompts_is_named_not_counted(tmp_path: P
     path.write_text(yaml.safe_dump(spec, sort_keys=False))  # the factors' order names the variants
     study = load_study(path)
     cost = generate_cost(study)
-    assert (cost.videos, cost.decodes, cost.ratio) == (0, 0, 1.0)
+    assert (cost.videos, cost.decodes, cost.ratio, cost.upper_bound) == (0, 0, 1.0, False)
     assert cost.uncounted == [trial.trial_id for trial in study.trials]
     assert main(["plan", "--cost", str(path)]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,8 @@ time, so `missing_weights` (used by `spliter-bench doctor`) answers in milliseco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -102,3 +103,13 @@ def frozen_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -
     if dtype is not None:
         return getattr(torch, dtype) if isinstance(dtype, str) else dtype
     return torch.float16 if device.type == "cuda" else torch.float32
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Build modules from `seed` without touching the caller's global RNG state (random weights from a seed)."""
+    import torch  # this module stays importable without torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

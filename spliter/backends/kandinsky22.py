@@ -11,18 +11,17 @@ raised before any heavy import.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from spliter.backends.base import WeightsNotFound, frozen_dtype, resolve_device
+from spliter.backends.base import WeightsNotFound, frozen_dtype, resolve_device, seeded_init
 
 if TYPE_CHECKING:
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
@@ -253,14 +252,6 @@ def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
             "(the backend's dtype option) if the model runs in float16"
         )
     return tensor
-
-
-@contextlib.contextmanager
-def seeded_init(seed: int) -> Iterator[None]:
-    """Build modules from `seed` without touching the caller's global RNG state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 # -------------------------------------------------------------------------------------------- real weights

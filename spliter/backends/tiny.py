@@ -25,8 +25,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
-from spliter.backends.base import frozen_dtype, resolve_device
-from spliter.backends.kandinsky22 import DiffusersBackend, placed, seeded_init
+from spliter.backends.base import frozen_dtype, resolve_device, seeded_init
+from spliter.backends.kandinsky22 import DiffusersBackend, placed
 from spliter.backends.tokenizer import CLIP_BOS_ID, CLIP_EOS_ID, CLIP_VOCAB_SIZE, clip_tokenizer
 
 TINY_DIM = 32

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from spliter.backends.base import seeded_init
 from spliter.baselines import sd15
 
 if TYPE_CHECKING:
@@ -146,13 +147,11 @@ def without_empty_fp32_notice() -> Iterator[None]:
         logger.removeFilter(keep)
 
 
-class AnimateDiff:
+class AnimateDiff(sd15.PipelineVideo):
     """An AnimateDiffPipeline with a study's settings: a caption and a seed -> uint8 frames."""
 
-    def __init__(self, pipe: AnimateDiffPipeline, config: AnimateDiffConfig, identity: dict[str, Any]) -> None:
-        self.pipe, self.config = pipe, config
-        self._identity = identity
-        pipe.set_progress_bar_config(disable=True)
+    title = "AnimateDiff"
+    pipe: AnimateDiffPipeline
 
     @classmethod
     def from_folder(cls, config: AnimateDiffConfig, device: str = "auto") -> AnimateDiff:
@@ -184,11 +183,6 @@ class AnimateDiff:
         """Frames one call renders at most: the motion module's positional embedding length."""
         return int(self.pipe.unet.config.motion_max_seq_length)
 
-    @property
-    def size_multiple(self) -> int:
-        """Frame sizes must be a multiple of this: the VAE's and the UNet's downsampling (and the pipeline's 8)."""
-        return sd15.size_multiple(self.pipe.vae_scale_factor, len(self.pipe.unet.config.block_out_channels))
-
     def render(self, prompt: str, frames: int, size: int, seed: int) -> np.ndarray:
         """uint8 (frames, size, size, 3) for one caption; the same seed gives the same video."""
         import torch
@@ -196,17 +190,12 @@ class AnimateDiff:
         if not 1 <= frames <= self.max_frames:
             raise ValueError(f"frames {frames}: AnimateDiff's motion module renders 1 to {self.max_frames} frames "
                              "(its positional embedding length, motion_max_seq_length)")
-        if size % self.size_multiple:
-            raise ValueError(f"size {size}: this AnimateDiff model renders multiples of {self.size_multiple} px")
+        self.check_size(size)
         cfg = self.config
         out = self.pipe(prompt=prompt, num_frames=frames, height=size, width=size, num_inference_steps=cfg.steps,
                         guidance_scale=cfg.guidance, generator=torch.Generator("cpu").manual_seed(int(seed)),
                         output_type="np")
-        video = np.asarray(out.frames, dtype=np.float32)[0]
-        if video.shape != (frames, size, size, 3) or not np.isfinite(video).all():
-            raise ValueError(f"AnimateDiff returned {video.shape} (finite: {bool(np.isfinite(video).all())}), "
-                             f"expected ({frames}, {size}, {size}, 3) finite values; check the folders' weights")
-        return np.round(np.clip(video, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return self.as_uint8(np.asarray(out.frames)[0], frames, size)
 
     def identity(self) -> dict[str, Any]:
         """JSON-able description recorded next to every video (weights folders, dtype, scheduler, the settings)."""
@@ -221,7 +210,7 @@ def random_components(seed: int = 0) -> dict[str, Any]:
     from diffusers import DDIMScheduler, MotionAdapter
 
     components = sd15.tiny_components(seed)
-    with sd15.seeded(seed + 1):  # its own stream: the SD components stay those of the same seed elsewhere
+    with seeded_init(seed + 1):  # its own stream: the SD components stay those of the same seed elsewhere
         adapter = MotionAdapter(block_out_channels=sd15.TINY_BLOCKS, motion_layers_per_block=1,
                                 motion_num_attention_heads=2, motion_norm_num_groups=8,
                                 motion_max_seq_length=TINY_MAX_FRAMES, use_motion_mid_block=True)

@@ -7,12 +7,14 @@ transformers are imported only by `tiny_components`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from spliter.backends.base import seeded_init
 
 HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_FOLDER = "models/stable-diffusion-v1-5"
@@ -64,16 +66,6 @@ def folder_problems(folder: str | Path | None, title: str, key: str) -> list[str
     return problems
 
 
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """torch's global generator seeded inside the block and restored after it (random weights from a seed)."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def tiny_components(seed: int = 0) -> dict[str, Any]:
     """SD-1.5's classes with tiny configs (2x VAE, 2-level UNet, 32-d CLIP text tower), seeded weights, eval mode:
     {unet, vae, text_encoder, tokenizer}."""
@@ -82,7 +74,7 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
 
     from spliter.backends.tokenizer import CLIP_BOS_ID, CLIP_EOS_ID, CLIP_VOCAB_SIZE, clip_tokenizer
 
-    with seeded(seed):
+    with seeded_init(seed):
         unet = UNet2DConditionModel(
             sample_size=8, in_channels=4, out_channels=4, block_out_channels=TINY_BLOCKS, layers_per_block=1,
             norm_num_groups=8, cross_attention_dim=TINY_TEXT_DIM, attention_head_dim=4,
@@ -108,3 +100,31 @@ def scheduler_kwargs() -> dict[str, Any]:
 def size_multiple(vae_scale_factor: int, unet_levels: int) -> int:
     """Frame sizes must be a multiple of this: the VAE's and the UNet's downsampling (and the pipelines' 8)."""
     return math.lcm(8, vae_scale_factor * 2 ** (unet_levels - 1))
+
+
+class PipelineVideo:
+    """What the SD-1.5 frame baselines share: the wrapped diffusers pipeline, its size rule, its output check."""
+
+    title = "the pipeline"  # the baseline's name in messages
+
+    def __init__(self, pipe: Any, config: Any, identity: dict[str, Any]) -> None:
+        self.pipe, self.config = pipe, config
+        self._identity = identity
+        pipe.set_progress_bar_config(disable=True)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sizes must be a multiple of this: the VAE's and the UNet's downsampling (and the pipeline's 8)."""
+        return size_multiple(self.pipe.vae_scale_factor, len(self.pipe.unet.config.block_out_channels))
+
+    def check_size(self, size: int) -> None:
+        if size % self.size_multiple:
+            raise ValueError(f"size {size}: this {self.title} model renders multiples of {self.size_multiple} px")
+
+    def as_uint8(self, video: Any, frames: int, size: int) -> np.ndarray:
+        """The pipeline's float (frames, size, size, 3) output in [0, 1] as uint8; raises on a shape or a NaN."""
+        video = np.asarray(video, dtype=np.float32)
+        if video.shape != (frames, size, size, 3) or not np.isfinite(video).all():
+            raise ValueError(f"{self.title} returned {video.shape} (finite: {bool(np.isfinite(video).all())}), "
+                             f"expected ({frames}, {size}, {size}, 3) finite values; check its folders' weights")
+        return np.round(np.clip(video, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -78,13 +78,11 @@ def generate_problems(config: Text2VideoZeroConfig, frames: int, size: int) -> l
     return problems
 
 
-class Text2VideoZero:
+class Text2VideoZero(sd15.PipelineVideo):
     """A TextToVideoZeroPipeline with a study's settings: a caption and a seed -> uint8 frames."""
 
-    def __init__(self, pipe: TextToVideoZeroPipeline, config: Text2VideoZeroConfig, identity: dict[str, Any]) -> None:
-        self.pipe, self.config = pipe, config
-        self._identity = identity
-        pipe.set_progress_bar_config(disable=True)
+    title = "Text2Video-Zero"
+    pipe: TextToVideoZeroPipeline
 
     @classmethod
     def from_folder(cls, config: Text2VideoZeroConfig, device: str = "auto") -> Text2VideoZero:
@@ -107,19 +105,13 @@ class Text2VideoZero:
         return cls(pipe, config, {"name": "text2video_zero", "folder": folder, "dtype": str(dtype).removeprefix("torch."),
                                   "scheduler": "DDIMScheduler"})
 
-    @property
-    def size_multiple(self) -> int:
-        """Frame sizes must be a multiple of this: the VAE's and the UNet's downsampling (and the pipeline's 8)."""
-        return sd15.size_multiple(self.pipe.vae_scale_factor, len(self.pipe.unet.config.block_out_channels))
-
     def render(self, prompt: str, frames: int, size: int, seed: int) -> np.ndarray:
         """uint8 (frames, size, size, 3) for one caption; the same seed gives the same video."""
         import torch
 
         if frames < 2:
             raise ValueError(f"Text2Video-Zero warps the first frame into the others: give frames >= 2, got {frames}")
-        if size % self.size_multiple:
-            raise ValueError(f"size {size}: this Text2Video-Zero model renders multiples of {self.size_multiple} px")
+        self.check_size(size)
         cfg = self.config
         with warnings.catch_warnings():
             # Two notices from inside diffusers' pipeline (its own calls of meshgrid and grid_sample), about
@@ -131,11 +123,7 @@ class Text2VideoZero:
                 guidance_scale=cfg.guidance, generator=torch.Generator("cpu").manual_seed(int(seed)),
                 motion_field_strength_x=cfg.motion_field_strength_x,
                 motion_field_strength_y=cfg.motion_field_strength_y, t0=cfg.t0, t1=cfg.t1, output_type="np")
-        images = np.asarray(out.images, dtype=np.float32)
-        if images.shape != (frames, size, size, 3) or not np.isfinite(images).all():
-            raise ValueError(f"Text2Video-Zero returned {images.shape} (finite: {bool(np.isfinite(images).all())}), "
-                             f"expected ({frames}, {size}, {size}, 3) finite values; check the folder's weights")
-        return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return self.as_uint8(out.images, frames, size)
 
     def identity(self) -> dict[str, Any]:
         """JSON-able description recorded next to every video (weights folder, dtype, the settings)."""
